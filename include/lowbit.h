@@ -1,0 +1,194 @@
+/* lowbit.h — the public C API of the lowbit inference engine.
+ *
+ * Conventions (they hold for every function below):
+ *  - Every call that can fail returns an lb_status; LB_OK is 0.  On failure no
+ *    output pointer is written and nothing is leaked.
+ *  - A human-readable message with context (which key, tensor or byte offset)
+ *    is kept on the object involved: lb_model_last_error(), lb_session_last_error().
+ *    Functions that fail before an object exists (lb_model_load) write the
+ *    message into the caller's buffer given in the params, or it can be read
+ *    with lb_last_load_error() on the same thread.
+ *  - Objects are opaque; create/free pairs; every *_free accepts NULL.
+ *  - Params structs are passed by value and obtained from lb_*_default_params().
+ *  - The library never exits or aborts the process on bad input.
+ */
+#ifndef LOWBIT_H
+#define LOWBIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LB_VERSION_MAJOR 0
+#define LB_VERSION_MINOR 1
+#define LB_VERSION_PATCH 0
+
+typedef enum lb_status {
+    LB_OK = 0,
+    LB_ERR_INVALID_ARG,   /* a caller passed a bad argument */
+    LB_ERR_IO,            /* the file could not be opened, read or mapped */
+    LB_ERR_FORMAT,        /* the bytes are not a valid GGUF / model file */
+    LB_ERR_UNSUPPORTED,   /* valid, but not something lowbit can run (type, architecture) */
+    LB_ERR_NOT_FOUND,     /* a required key or tensor is missing */
+    LB_ERR_TYPE,          /* a metadata value has the wrong type */
+    LB_ERR_NOMEM,         /* an allocation failed or a budget was exceeded */
+    LB_ERR_RANGE,         /* a value is out of its allowed range (context full, token id) */
+    LB_ERR_CANCELLED,     /* the caller's callback asked to stop */
+    LB_ERR_INTERNAL       /* a bug in lowbit; please report */
+} lb_status;
+
+/* Returns a static English name for a status ("format error", ...). Never NULL. */
+const char *lb_status_str(lb_status s);
+
+/* The message of the last failed lb_model_load / lb_model_load_memory on the
+ * calling thread ("" if none).  Valid until the next load on this thread. */
+const char *lb_last_load_error(void);
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct lb_model lb_model;
+typedef int32_t lb_token;
+
+typedef void (*lb_progress_cb)(float fraction, void *user);
+
+typedef struct lb_model_params {
+    bool use_mmap;              /* map the file instead of reading it (native only); default true */
+    lb_progress_cb progress;    /* called while loading with 0..1; may be NULL */
+    void *progress_user;
+} lb_model_params;
+
+lb_model_params lb_model_default_params(void);
+
+/* Loads a GGUF model from a file.  On success *out owns the model; release with lb_model_free. */
+lb_status lb_model_load(const char *path, const lb_model_params *p, lb_model **out);
+
+/* Loads a GGUF model from a caller-supplied buffer (the browser feeds bytes).
+ * The buffer is NOT copied: it must stay valid and unchanged until lb_model_free. */
+lb_status lb_model_load_memory(const void *data, size_t size, const lb_model_params *p, lb_model **out);
+
+void lb_model_free(lb_model *m);
+
+/* Model facts for display and planning. Strings are owned by the model. */
+typedef struct lb_model_info {
+    const char *arch;          /* "llama", "qwen2", ... */
+    const char *name;          /* general.name or "" */
+    int n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
+    int64_t n_params;          /* elements in all tensors */
+    uint64_t weight_bytes;     /* bytes of all tensor data */
+    double bits_per_weight;    /* weight_bytes * 8 / n_params */
+    lb_token bos, eos;         /* -1 when absent */
+    bool add_bos;
+} lb_model_info;
+
+void lb_model_get_info(const lb_model *m, lb_model_info *out);
+
+/* ------------------------------------------------------------ tokenizer */
+
+/* Tokenizes text.  add_special: add BOS/EOS as the model's metadata asks.
+ * parse_special: treat special-token text such as "<s>" as the special token.
+ * Writes at most cap ids; *n_out receives the full count (so a too-small cap can
+ * be detected: LB_ERR_RANGE is returned when *n_out > cap). */
+lb_status lb_tokenize(const lb_model *m, const char *text, size_t len, bool add_special,
+                      bool parse_special, lb_token *out, size_t cap, size_t *n_out);
+
+/* The bytes a token stands for when printed (byte tokens give one raw byte;
+ * control tokens give "").  *len receives the length; not NUL-terminated.
+ * Returns NULL for an invalid id. */
+const char *lb_token_piece(const lb_model *m, lb_token t, size_t *len);
+
+/* True when the token ends a generation (EOS, EOT and similar). */
+bool lb_token_is_eog(const lb_model *m, lb_token t);
+
+/* -------------------------------------------------------------- sessions */
+
+typedef struct lb_session lb_session;
+
+typedef struct lb_session_params {
+    int n_ctx;        /* context length in tokens; 0 = the model's trained context */
+    int n_threads;    /* 0 = number of online CPUs */
+    int n_batch;      /* max tokens evaluated in one forward pass; 0 = n_ctx */
+} lb_session_params;
+
+lb_session_params lb_session_default_params(void);
+
+/* Creates a session: the KV cache and scratch buffers are sized and allocated
+ * here, once.  The model must outlive the session. */
+lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out);
+void lb_session_free(lb_session *s);
+const char *lb_session_last_error(const lb_session *s);
+
+/* Forgets all cached positions (the next eval starts at position 0). */
+void lb_session_reset(lb_session *s);
+
+/* Number of positions currently in the cache. */
+int lb_session_n_past(const lb_session *s);
+
+/* Evaluates n tokens at positions n_past .. n_past+n-1 (in batches of n_batch)
+ * and appends them to the cache.  If logits is non-NULL it receives n rows of
+ * n_vocab floats (row i = distribution after token i); when logits_last_only is
+ * true only the last row is computed and written (logits must hold n_vocab). */
+lb_status lb_session_eval(lb_session *s, const lb_token *tokens, int n,
+                          float *logits, bool logits_last_only);
+
+/* ------------------------------------------------------------- sampling */
+
+typedef struct lb_sampler_params {
+    float temperature;     /* <= 0: greedy (argmax) */
+    int top_k;             /* <= 0: off */
+    float top_p;           /* >= 1: off */
+    float min_p;           /* <= 0: off */
+    float repeat_penalty;  /* 1: off */
+    int repeat_last_n;     /* how many recent tokens the penalty looks at */
+    uint64_t seed;
+} lb_sampler_params;
+
+lb_sampler_params lb_sampler_default_params(void);
+
+typedef struct lb_sampler lb_sampler;
+lb_status lb_sampler_new(const lb_sampler_params *p, int n_vocab, lb_sampler **out);
+void lb_sampler_free(lb_sampler *s);
+/* Picks a token from one row of logits (which it may modify); remembers it for the repetition penalty. */
+lb_token lb_sampler_sample(lb_sampler *s, float *logits);
+/* Tells the sampler about a token it did not pick (prompt tokens), for the repetition penalty. */
+void lb_sampler_accept(lb_sampler *s, lb_token t);
+
+/* ------------------------------------------------------------ generation */
+
+typedef struct lb_token_event {
+    lb_token token;
+    const char *piece;   /* the token's bytes (see lb_token_piece); not NUL-terminated */
+    size_t piece_len;
+    int index;           /* 0 for the first generated token */
+    double latency_ms;   /* time since the previous token (or since the start, for the first) */
+} lb_token_event;
+
+/* Return false to stop the generation (lb_generate then returns LB_ERR_CANCELLED). */
+typedef bool (*lb_token_cb)(const lb_token_event *ev, void *user);
+
+typedef struct lb_gen_params {
+    int max_tokens;            /* default 128 */
+    bool add_special;          /* add BOS as the model asks; default true */
+    bool stop_at_eog;          /* stop at end-of-generation tokens; default true */
+    lb_sampler_params sampler;
+} lb_gen_params;
+
+lb_gen_params lb_gen_default_params(void);
+
+typedef struct lb_gen_stats {
+    int n_prompt, n_gen;
+    double prompt_ms, gen_ms;   /* wall time of prefill and of the decode loop */
+} lb_gen_stats;
+
+/* Resets the session, evaluates the prompt in batches and generates up to
+ * max_tokens, calling cb for every token.  stats may be NULL. */
+lb_status lb_generate(lb_session *s, const char *prompt, const lb_gen_params *g,
+                      lb_token_cb cb, void *user, lb_gen_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LOWBIT_H */
