@@ -5,9 +5,8 @@
  *    output pointer is written and nothing is leaked.
  *  - A human-readable message with context (which key, tensor or byte offset)
  *    is kept on the object involved: lb_model_last_error(), lb_session_last_error().
- *    Functions that fail before an object exists (lb_model_load) write the
- *    message into the caller's buffer given in the params, or it can be read
- *    with lb_last_load_error() on the same thread.
+ *    Functions that fail before an object exists (lb_model_load) leave the
+ *    message for lb_last_load_error() on the same thread.
  *  - Objects are opaque; create/free pairs; every *_free accepts NULL.
  *  - Params structs are passed by value and obtained from lb_*_default_params().
  *  - The library never exits or aborts the process on bad input.
@@ -71,6 +70,10 @@ lb_status lb_model_load(const char *path, const lb_model_params *p, lb_model **o
 lb_status lb_model_load_memory(const void *data, size_t size, const lb_model_params *p, lb_model **out);
 
 void lb_model_free(lb_model *m);
+
+/* The message of the last failure that involved m (e.g. lb_session_new could
+ * not allocate its cache); "" if none.  Valid until the next call on m. */
+const char *lb_model_last_error(const lb_model *m);
 
 /* Model facts for display and planning. Strings are owned by the model. */
 typedef struct lb_model_info {
@@ -143,7 +146,7 @@ typedef struct lb_sampler_params {
     float min_p;           /* <= 0: off */
     float repeat_penalty;  /* 1: off */
     int repeat_last_n;     /* how many recent tokens the penalty looks at */
-    uint64_t seed;
+    uint64_t seed;         /* default 42 (reproducible); UINT64_MAX = seed from the clock */
 } lb_sampler_params;
 
 lb_sampler_params lb_sampler_default_params(void);
@@ -151,7 +154,9 @@ lb_sampler_params lb_sampler_default_params(void);
 typedef struct lb_sampler lb_sampler;
 lb_status lb_sampler_new(const lb_sampler_params *p, int n_vocab, lb_sampler **out);
 void lb_sampler_free(lb_sampler *s);
-/* Picks a token from one row of logits (which it may modify); remembers it for the repetition penalty. */
+/* Picks a token from one row of logits (which it may modify); remembers it for the repetition penalty.
+ * NaN and -inf logits are never picked; +inf ones share all the probability.  Returns -1 when no
+ * logit is usable (all NaN/-inf) or s/logits is NULL. */
 lb_token lb_sampler_sample(lb_sampler *s, float *logits);
 /* Tells the sampler about a token it did not pick (prompt tokens), for the repetition penalty. */
 void lb_sampler_accept(lb_sampler *s, lb_token t);

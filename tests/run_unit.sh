@@ -6,11 +6,14 @@ dir=$1
 runner=${2:-}
 total_pass=0; total_fail=0; bad=()
 for t in "$dir"/test_*; do
-  case "$t" in *.wasm|*.d|*.o) continue;; esac
+  case "$t" in *.wasm|*.d|*.o|*.worker.js) continue;; esac
   [ -f "$t" ] || continue
   name=$(basename "$t")
   out=$(mktemp)
-  if [ -n "$runner" ]; then $runner "$t" >"$out" 2>&1; rc=$?; else "$t" >"$out" 2>&1; rc=$?; fi
+  # A hung test must fail (exit 124) rather than stall the whole run.
+  lim=${LB_TEST_TIMEOUT:-300}
+  if [ -n "$runner" ]; then timeout -k 5 "$lim" $runner "$t" >"$out" 2>&1; rc=$?; else timeout -k 5 "$lim" "$t" >"$out" 2>&1; rc=$?; fi
+  [ $rc = 124 ] && echo "$name: timed out after ${lim}s" >>"$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
   p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
   p=${p:-0}; f=${f:-0}

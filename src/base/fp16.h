@@ -18,8 +18,8 @@ static inline float lb_f16_to_f32(lb_f16 h)
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t man = h & 0x3ff;
-    if (exp == 0x1f)                      /* inf / nan */
-        return lb__bits_f32(sign | 0x7f800000u | (man << 13));
+    if (exp == 0x1f)                      /* inf / nan (a nan comes out quiet, as F16C does) */
+        return lb__bits_f32(sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0));
     if (exp == 0) {
         if (man == 0)
             return lb__bits_f32(sign);
@@ -36,8 +36,8 @@ static inline lb_f16 lb_f32_to_f16(float f)
     uint32_t x = lb__f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u)                /* inf or nan */
-        return (lb_f16)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x7f800000u)                /* inf, or nan: quiet, top payload bits kept, as F16C does */
+        return (lb_f16)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
     if (ax >= 0x477ff000u)                /* rounds to >= 65536: overflow to inf */
         return (lb_f16)(sign | 0x7c00);
     if (ax < 0x38800000u) {               /* below the smallest normal half: subnormal or 0 */

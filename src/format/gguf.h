@@ -83,6 +83,14 @@ const void *lb_gguf_arr_data(const lb_gguf *g, int64_t kv_index);
 /* Element i of a string array (i < n, checked: returns {NULL,0} when out of range). */
 lb_gguf_str lb_gguf_arr_str(const lb_gguf *g, int64_t kv_index, uint64_t i);
 
+/* The serialized value of key index i exactly as stored after its type field
+ * (for arrays: element type, count and elements).  *len gets its byte count.
+ * lb_gguf_writer_copy_kv uses it to copy metadata byte for byte. */
+const void *lb_gguf_kv_raw(const lb_gguf *g, int64_t i, uint64_t *len);
+/* Array element type and count of key index i (LB_GGUF_VTYPE_COUNT / 0 if not an array). */
+lb_gguf_vtype lb_gguf_kv_arr_type(const lb_gguf *g, int64_t i);
+uint64_t lb_gguf_kv_arr_n(const lb_gguf *g, int64_t i);
+
 /* Scalar value of key index i as text, for `lowbit info` ("[array of 4096 string]" for arrays). */
 void lb_gguf_kv_format(const lb_gguf *g, int64_t i, char *buf, size_t cap);
 
@@ -114,9 +122,14 @@ lb_status lb_gguf_writer_set_arr(lb_gguf_writer *w, const char *key, lb_gguf_vty
 lb_status lb_gguf_writer_set_arr_str(lb_gguf_writer *w, const char *key, const lb_gguf_str *v, uint64_t n);
 /* Copies every key of g (the quantizer keeps the source's metadata). */
 lb_status lb_gguf_writer_copy_kv(lb_gguf_writer *w, const lb_gguf *g);
+/* Removes a key if present (LB_OK either way). */
+lb_status lb_gguf_writer_remove(lb_gguf_writer *w, const char *key);
 lb_status lb_gguf_writer_add_tensor(lb_gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const int64_t *ne, const void *data);
-/* Writes version 3 with alignment general.alignment (default 32). */
+/* Adding a tensor whose name exists is LB_ERR_INVALID_ARG, as is an unknown
+ * type, n_dims outside 1..4, a negative ne or ne[0] not a multiple of the block.
+ * Writes version 3 with alignment general.alignment (default 32); the
+ * alignment key, if set, must be a u32 power of two. */
 lb_status lb_gguf_writer_write(lb_gguf_writer *w, const char *path, lb_err *err);
 lb_status lb_gguf_writer_write_fp(lb_gguf_writer *w, FILE *f, lb_err *err);
 

@@ -12,7 +12,7 @@
 /* Converts n elements (a multiple of the block size) of src to float. */
 typedef void (*lb_dequant_fn)(const void *src, float *dst, int64_t n);
 /* Converts n floats (a multiple of the block size) to the type.  For the
- * activation formats this is exact round-to-nearest-even of x / d with
+ * activation formats this is exact round-to-nearest-even of x * (1 / d) with
  * d = max|x| / 127, so scalar and SIMD versions agree bit for bit. */
 typedef void (*lb_quant_fn)(const float *src, void *dst, int64_t n);
 /* *s = dot(w, a) over n elements: w a row of the weight type, a the same

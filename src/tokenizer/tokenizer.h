@@ -22,8 +22,12 @@ void lb_tokenizer_free(lb_tokenizer *t);
 /* Encodes len bytes of text (need not be NUL-terminated; invalid UTF-8 is
  * tolerated and encoded byte-wise).  add_special: BOS/EOS as the metadata's
  * add_bos_token/add_eos_token ask (defaults: llama adds BOS, gpt2 does not).
- * parse_special: text equal to a control/user-defined token becomes that token.
- * Writes up to cap ids into out and returns the full count in *n_out. */
+ * parse_special: text equal to a control token becomes that token
+ * (user-defined tokens are always matched, as in llama.cpp / HF tokenizers).
+ * Invalid UTF-8: byte-level BPE keeps the raw bytes (llama.cpp would turn
+ * them into U+FFFD); SentencePiece falls back to <0xXX> tokens.
+ * Writes up to cap ids into out and returns the full count in *n_out.
+ * The tokenizer is immutable once built: encode/decode may run concurrently. */
 lb_status lb_tokenizer_encode(const lb_tokenizer *t, const char *text, size_t len,
                               bool add_special, bool parse_special,
                               int32_t *out, size_t cap, size_t *n_out, lb_err *err);
@@ -32,6 +36,15 @@ lb_status lb_tokenizer_encode(const lb_tokenizer *t, const char *text, size_t le
  * becomes one byte, GPT-2's byte characters map back to bytes, control
  * tokens are ""); NULL for an id out of range. */
 const char *lb_tokenizer_piece(const lb_tokenizer *t, int32_t id, size_t *len);
+/* The text of n ids: their pieces concatenated, except that for tokenizers
+ * that prefix a space (SentencePiece) the leading space of the first text
+ * token, and of the first after each special token, is dropped, so that
+ * decode(encode(x)) == x.  Writes up to cap bytes (NUL-terminated when there
+ * is room) and returns the full length in *n_out.  LB_ERR_RANGE for an id
+ * out of range. */
+lb_status lb_tokenizer_decode(const lb_tokenizer *t, const int32_t *ids, size_t n, char *out, size_t cap,
+                              size_t *n_out, lb_err *err);
+
 /* The token's text as stored in the vocabulary (for display). */
 const char *lb_tokenizer_text(const lb_tokenizer *t, int32_t id, size_t *len);
 

@@ -1,0 +1,46 @@
+/* `lowbit`: the command-line entry point, dispatching to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "lowbit %d.%d.%d — low-bit LLM inference\n"
+            "\n"
+            "usage: lowbit <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  run         generate text from a prompt, streaming tokens to stdout\n"
+            "  perplexity  measure perplexity on a text file (llama.cpp's protocol)\n"
+            "  info        show a model's metadata, tensors, types and bits per weight\n"
+            "  tokenize    show the tokens of a text\n"
+            "\n"
+            "`lowbit <command> --help` describes each command's options.\n",
+            LB_VERSION_MAJOR, LB_VERSION_MINOR, LB_VERSION_PATCH);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lowbit %d.%d.%d\n", LB_VERSION_MAJOR, LB_VERSION_MINOR, LB_VERSION_PATCH);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return lb_cli_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity"))
+        return lb_cli_perplexity(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return lb_cli_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize"))
+        return lb_cli_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "lowbit: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,28 @@
+/* Matrix products against quantized weights, spread over the thread pool.
+ * Y[n][rows] = X[n][cols] · W^T, where W is `rows` rows of `cols` elements in
+ * any supported type.  n = 1 is decode (matrix-vector); n > 1 is prefill
+ * (matrix-matrix: each weight tile is reused across all n activation rows). */
+#ifndef LB_KERNELS_MATMUL_H
+#define LB_KERNELS_MATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+
+typedef struct lb_matw {
+    const void *data;   /* rows x row_bytes */
+    uint32_t type;
+    int64_t rows, cols;
+    size_t row_bytes;
+} lb_matw;
+
+/* Bytes of activation scratch lb_matmul needs for n rows of cols elements of
+ * weights of this type. */
+size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n);
+
+/* x: [n][cols] floats; y: [n][w->rows] floats (row stride w->rows);
+ * scratch: lb_matmul_scratch bytes, 32-byte aligned. */
+void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch);
+
+#endif

@@ -1,0 +1,227 @@
+/* The llama-family forward pass: for a batch of tokens, embedding lookup,
+ * then per layer RMSNorm -> Q/K/V projections (+bias) -> RoPE -> cached
+ * causal attention -> output projection -> residual -> RMSNorm -> SwiGLU FFN
+ * -> residual, then the final norm and the vocabulary projection. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul.h"
+#include "ops.h"
+
+struct lb_forward {
+    int n_batch;
+    /* Every buffer holds n_batch rows. */
+    float *x;      /* [n_batch][n_embd]  residual stream */
+    float *xn;     /* [n_batch][n_embd]  normalised input of a sub-block */
+    float *q;      /* [n_batch][n_head * head_dim] */
+    float *k;      /* [n_batch][n_head_kv * head_dim] */
+    float *v;      /* [n_batch][n_head_kv * head_dim] */
+    float *att;    /* [n_batch][n_head * head_dim]  attention output */
+    float *proj;   /* [n_batch][n_embd]  output of attn_output / ffn_down */
+    float *gate;   /* [n_batch][n_ff] */
+    float *up;     /* [n_batch][n_ff] */
+    float *cs;     /* [n_batch][n_rot / 2][2]  cos, sin per position */
+    float *inv_freq;  /* [n_rot / 2] */
+    void *act;     /* activation scratch for lb_matmul, act_bytes */
+    size_t act_bytes;
+    void *block;   /* the single allocation all of the above live in */
+};
+
+static size_t round_up(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Largest activation scratch any weight of the model needs for n rows;
+ * the quantized formats take at most ~1.25 bytes per element, f32 none. */
+static size_t act_bytes_for(const lb_hparams *hp, int n)
+{
+    int64_t widest = hp->n_embd;
+    if (hp->n_ff > widest)
+        widest = hp->n_ff;
+    if ((int64_t)hp->n_head * hp->head_dim > widest)
+        widest = (int64_t)hp->n_head * hp->head_dim;
+    /* a8_32 is 40 bytes per 32 elements, a8_K 292 per 256: both < 1.25 bytes each */
+    return round_up((size_t)((widest * 5 + 3) / 4 + 64) * (size_t)n);
+}
+
+static size_t layout(const lb_hparams *hp, int nb, size_t off[11])
+{
+    const size_t E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim,
+                 KV = (size_t)hp->n_head_kv * (size_t)hp->head_dim, F = (size_t)hp->n_ff;
+    const size_t sizes[11] = {
+        E * nb, E * nb, Q * nb, KV * nb, KV * nb, Q * nb, E * nb, F * nb, F * nb,
+        (size_t)hp->n_rot * nb, (size_t)hp->n_rot / 2,
+    };
+    size_t total = 0;
+    for (int i = 0; i < 11; i++) {
+        off[i] = total;
+        total += round_up(sizes[i] * sizeof(float));
+    }
+    return total;
+}
+
+size_t lb_forward_bytes(const lb_hparams *hp, int n_batch)
+{
+    size_t off[11];
+    return layout(hp, n_batch, off) + act_bytes_for(hp, n_batch) + sizeof(lb_forward);
+}
+
+lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_err *err)
+{
+    const lb_hparams *hp = &m->hp;
+    if (n_batch < 1)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "n_batch must be >= 1 (got %d)", n_batch);
+    lb_forward *f = calloc(1, sizeof *f);
+    if (!f)
+        return lb__errf(err, LB_ERR_NOMEM, "cannot allocate forward state");
+    size_t off[11];
+    size_t fbytes = layout(hp, n_batch, off);
+    f->act_bytes = act_bytes_for(hp, n_batch);
+    size_t total = fbytes + f->act_bytes;
+    f->block = lb_aligned_alloc(64, total);
+    if (!f->block) {
+        free(f);
+        return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of scratch for batches of %d", total, n_batch);
+    }
+    char *b = f->block;
+    float **bufs[11] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->proj, &f->gate, &f->up, &f->cs, &f->inv_freq};
+    for (int i = 0; i < 11; i++)
+        *bufs[i] = (float *)(b + off[i]);
+    f->act = b + fbytes;
+    f->n_batch = n_batch;
+    for (int i = 0; i < hp->n_rot / 2; i++)
+        f->inv_freq[i] = (float)pow((double)hp->rope_base, -2.0 * i / (double)hp->n_rot);
+    *out = f;
+    return LB_OK;
+}
+
+void lb_forward_free(lb_forward *f)
+{
+    if (!f)
+        return;
+    lb_aligned_free(f->block);
+    free(f);
+}
+
+static void matmul(lb_pool *pool, const lb_weight *w, const float *x, int n, float *y, void *act)
+{
+    lb_matw mw = {w->data, w->type, w->rows, w->cols, w->row_bytes};
+    lb_matmul(pool, &mw, x, n, y, act);
+}
+
+static void add_bias(float *y, const lb_vec *b, int n, int64_t width)
+{
+    if (!b->data)
+        return;
+    for (int t = 0; t < n; t++)
+        lb_add(y + t * width, b->data, width);
+}
+
+/* Per-token elementwise work is split over the pool by token. */
+typedef struct tok_job {
+    lb_forward *f;
+    const lb_model *m;
+    const lb_layer *L;
+    int n;
+    int which;   /* 0: attention norm, 1: RoPE, 2: ffn norm, 3: swiglu, 4: final norm */
+} tok_job;
+
+static void per_token(void *ctx, int ith, int nth)
+{
+    tok_job *j = ctx;
+    lb_forward *f = j->f;
+    const lb_hparams *hp = &j->m->hp;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
+                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    int64_t b, e;
+    lb_split(j->n, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++) {
+        switch (j->which) {
+        case 0: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->L->attn_norm.data, E, hp->norm_eps); break;
+        case 1:
+            if (hp->rope == LB_ROPE_NORM) {
+                lb_rope_norm(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
+                lb_rope_norm(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
+            } else {
+                lb_rope_neox(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
+                lb_rope_neox(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
+            }
+            break;
+        case 2: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->L->ffn_norm.data, E, hp->norm_eps); break;
+        case 3: lb_swiglu(f->gate + t * F, f->up + t * F, F); break;
+        case 4: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->m->out_norm.data, E, hp->norm_eps); break;
+        }
+    }
+}
+
+static void run_tokens(lb_pool *pool, tok_job *j, int which)
+{
+    j->which = which;
+    if (j->n == 1)
+        per_token(j, 0, 1);
+    else
+        lb_pool_run(pool, per_token, j);
+}
+
+lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, lb_pool *pool,
+                         const int32_t *tokens, int n, int pos0, float *logits, int n_out, lb_err *err)
+{
+    const lb_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    if (n < 1 || n > f->n_batch)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "batch of %d tokens (allowed 1..%d)", n, f->n_batch);
+    if (n_out < 0 || n_out > n)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "n_out %d outside 0..%d", n_out, n);
+    const lb_kernel_set *ks = lb_kernels();
+    lb_dequant_fn emb_row = ks->dequant[m->tok_embd.type];
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
+            return lb__errf(err, LB_ERR_RANGE, "token id %d at batch index %d is outside the vocabulary (0..%d)",
+                            tokens[t], t, hp->n_vocab - 1);
+        emb_row((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, f->x + t * E, E);
+    }
+    for (int t = 0; t < n; t++) {
+        double p = (double)(pos0 + t) * hp->rope_scale;
+        for (int i = 0; i < hp->n_rot / 2; i++) {
+            double th = p * f->inv_freq[i];
+            f->cs[t * hp->n_rot + 2 * i] = (float)cos(th);
+            f->cs[t * hp->n_rot + 2 * i + 1] = (float)sin(th);
+        }
+    }
+
+    tok_job j = {f, m, NULL, n, 0};
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const lb_layer *L = &m->layers[il];
+        j.L = L;
+        run_tokens(pool, &j, 0);
+        matmul(pool, &L->wq, f->xn, n, f->q, f->act);
+        matmul(pool, &L->wk, f->xn, n, f->k, f->act);
+        matmul(pool, &L->wv, f->xn, n, f->v, f->act);
+        add_bias(f->q, &L->bq, n, Q);
+        add_bias(f->k, &L->bk, n, KV);
+        add_bias(f->v, &L->bv, n, KV);
+        run_tokens(pool, &j, 1);
+        lb_status st = kv->store(kv->ctx, il, pos0, n, f->k, f->v);
+        if (st)
+            return lb__errf(err, st, "the KV cache cannot hold positions %d..%d", pos0, pos0 + n - 1);
+        kv->attend(kv->ctx, il, pos0, n, f->q, f->att, pool);
+        matmul(pool, &L->wo, f->att, n, f->proj, f->act);
+        lb_add(f->x, f->proj, (int64_t)n * E);
+
+        run_tokens(pool, &j, 2);
+        matmul(pool, &L->w_gate, f->xn, n, f->gate, f->act);
+        matmul(pool, &L->w_up, f->xn, n, f->up, f->act);
+        run_tokens(pool, &j, 3);
+        matmul(pool, &L->w_down, f->gate, n, f->proj, f->act);
+        lb_add(f->x, f->proj, (int64_t)n * E);
+    }
+    if (logits && n_out > 0) {
+        run_tokens(pool, &j, 4);
+        matmul(pool, &m->output, f->xn + (int64_t)(n - n_out) * E, n_out, logits, f->act);
+    }
+    return LB_OK;
+}
