@@ -36,7 +36,7 @@ int lb_cli_info(int argc, char **argv)
     lb_gguf *g = NULL;
     lb_status st = lb_gguf_open_file(model, true, &g, &err);
     if (st) {
-        fprintf(stderr, "lowbit info: %s: %s (%s)\n", model, err.msg, lb_status_str(st));
+        fprintf(stderr, "lowbit info: %s (%s)\n", err.msg, lb_status_str(st));
         return 1;
     }
     int64_t nt = lb_gguf_n_tensors(g), nkv = lb_gguf_n_kv(g), params = 0;

@@ -8,9 +8,16 @@ static lb_kernel_set scalar_set, avx2_set;
 static bool avx2_ok;
 static lb_once sets_once = LB_ONCE_INIT;
 
+static void axpy_f32(int64_t n, float a, const float *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 static void fill_from_ref(lb_kernel_set *k, const char *isa)
 {
     k->isa = isa;
+    k->axpy_f32 = axpy_f32;
     for (int t = 0; t < LB_TYPE_COUNT; t++) {
         const lb_quant_traits *q = lb_quant_ref((uint32_t)t);
         if (!q)

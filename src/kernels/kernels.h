@@ -13,6 +13,8 @@ typedef struct lb_kernel_set {
     lb_vec_dot_fn vec_dot[LB_TYPE_COUNT];     /* weight type -> dot with its act_type */
     lb_dequant_fn dequant[LB_TYPE_COUNT];
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */
+    /* y[i] += a * x[i] for n floats (attention's weighted sum of values) */
+    void (*axpy_f32)(int64_t n, float a, const float *x, float *y);
 } lb_kernel_set;
 
 /* The best set for this CPU (every entry filled: a SIMD variant where one

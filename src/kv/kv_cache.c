@@ -13,13 +13,13 @@ struct lb_kv_cache {
     int n_ctx, n_layer, n_head, n_head_kv, head_dim, n_threads;
     float *k;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
     float *v;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
-    float *scores;   /* [n_threads][n_ctx] */
+    float *scores;   /* [n_threads][n_head / n_head_kv][n_ctx] */
 };
 
 size_t lb_kv_cache_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
 {
     size_t per = (size_t)hp->n_layer * hp->n_head_kv * (size_t)n_ctx * hp->head_dim * sizeof(float);
-    return 2 * per + (size_t)n_threads * n_ctx * sizeof(float) + sizeof(lb_kv_cache);
+    return 2 * per + (size_t)n_threads * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float) + sizeof(lb_kv_cache);
 }
 
 lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_cache **out, lb_err *err)
@@ -38,7 +38,7 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
     size_t per = (size_t)hp->n_layer * hp->n_head_kv * (size_t)n_ctx * hp->head_dim * sizeof(float);
     c->k = lb_aligned_alloc(64, per);
     c->v = lb_aligned_alloc(64, per);
-    c->scores = lb_aligned_alloc(64, (size_t)n_threads * n_ctx * sizeof(float));
+    c->scores = lb_aligned_alloc(64, (size_t)n_threads * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float));
     if (!c->k || !c->v || !c->scores) {
         lb_kv_cache_free(c);
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of KV cache for %d positions", 2 * per, n_ctx);
@@ -85,34 +85,38 @@ typedef struct attn_job {
     float *out;
 } attn_job;
 
+/* One work item = one token and one KV head: the query heads that share the
+ * KV head (grouped-query attention) are scored against each cached key while
+ * it is in L1. */
 static void attend_part(void *ctx, int ith, int nth)
 {
     attn_job *j = ctx;
     lb_kv_cache *c = j->c;
     const int hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
-    lb_vec_dot_fn dot = lb_kernels()->vec_dot[LB_TYPE_F32];
-    float *sc = c->scores + (size_t)ith * c->n_ctx;
+    const lb_kernel_set *ks = lb_kernels();
+    lb_vec_dot_fn dot = ks->vec_dot[LB_TYPE_F32];
+    float *sc = c->scores + (size_t)ith * c->n_ctx * group;   /* [group][n_ctx] */
     int64_t b, e;
-    lb_split((int64_t)j->n * c->n_head, ith, nth, &b, &e);
+    lb_split((int64_t)j->n * c->n_head_kv, ith, nth, &b, &e);
     for (int64_t w = b; w < e; w++) {
-        int t = (int)(w / c->n_head), h = (int)(w % c->n_head);
-        int kvh = h / group, n_pos = j->pos0 + t + 1;
-        const float *qv = j->q + ((size_t)t * c->n_head + h) * hd;
+        int t = (int)(w / c->n_head_kv), kvh = (int)(w % c->n_head_kv);
+        int n_pos = j->pos0 + t + 1;
+        const float *q0 = j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd;   /* [group][hd] */
         const float *kb = slot(c, c->k, j->il, kvh, 0);
         const float *vb = slot(c, c->v, j->il, kvh, 0);
-        for (int p = 0; p < n_pos; p++) {
-            dot(hd, &sc[p], kb + (size_t)p * hd, qv);
-            sc[p] *= scale;
-        }
-        lb_softmax(sc, n_pos);
-        float *o = j->out + ((size_t)t * c->n_head + h) * hd;
-        memset(o, 0, hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++) {
-            const float *vr = vb + (size_t)p * hd;
-            const float s = sc[p];
-            for (int d = 0; d < hd; d++)
-                o[d] += s * vr[d];
+        for (int p = 0; p < n_pos; p++)
+            for (int g = 0; g < group; g++) {
+                dot(hd, &sc[(size_t)g * c->n_ctx + p], kb + (size_t)p * hd, q0 + (size_t)g * hd);
+                sc[(size_t)g * c->n_ctx + p] *= scale;
+            }
+        for (int g = 0; g < group; g++) {
+            float *s = sc + (size_t)g * c->n_ctx;
+            lb_softmax(s, n_pos);
+            float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
+            memset(o, 0, hd * sizeof(float));
+            for (int p = 0; p < n_pos; p++)
+                ks->axpy_f32(hd, s[p], vb + (size_t)p * hd, o);
         }
     }
 }

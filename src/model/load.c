@@ -175,10 +175,10 @@ static lb_status finish_load(lb_gguf *g, const lb_model_params *p, lb_model **ou
     return LB_OK;
 }
 
-static lb_status load_done(lb_status st, const lb_err *err, const char *what)
+static lb_status load_done(lb_status st, const lb_err *err)
 {
     if (st)
-        snprintf(last_load_error, sizeof last_load_error, "%.200s: %.300s", what, err->msg);
+        snprintf(last_load_error, sizeof last_load_error, "%s", err->msg);
     else
         last_load_error[0] = '\0';
     return st;
@@ -188,22 +188,22 @@ lb_status lb_model_load(const char *path, const lb_model_params *p, lb_model **o
 {
     lb_err err = {0};
     if (!path || !out)
-        return load_done(lb__errf(&err, LB_ERR_INVALID_ARG, "path and out are required"), &err, "lb_model_load");
+        return load_done(lb__errf(&err, LB_ERR_INVALID_ARG, "lb_model_load: path and out are required"), &err);
     lb_model_params def = lb_model_default_params();
     if (!p)
         p = &def;
     lb_gguf *g = NULL;
-    lb_status st = lb_gguf_open_file(path, p->use_mmap, &g, &err);
-    if (!st)
-        st = finish_load(g, p, out, &err);
-    return load_done(st, &err, path);
+    lb_status st = lb_gguf_open_file(path, p->use_mmap, &g, &err);   /* its messages name the path */
+    if (!st && (st = finish_load(g, p, out, &err)))
+        lb__err_prefix(&err, "%s", path);
+    return load_done(st, &err);
 }
 
 lb_status lb_model_load_memory(const void *data, size_t size, const lb_model_params *p, lb_model **out)
 {
     lb_err err = {0};
     if (!data || !out)
-        return load_done(lb__errf(&err, LB_ERR_INVALID_ARG, "data and out are required"), &err, "lb_model_load_memory");
+        return load_done(lb__errf(&err, LB_ERR_INVALID_ARG, "lb_model_load_memory: data and out are required"), &err);
     lb_model_params def = lb_model_default_params();
     if (!p)
         p = &def;
@@ -211,7 +211,7 @@ lb_status lb_model_load_memory(const void *data, size_t size, const lb_model_par
     lb_status st = lb_gguf_open_memory(data, size, &g, &err);
     if (!st)
         st = finish_load(g, p, out, &err);
-    return load_done(st, &err, "memory image");
+    return load_done(st, &err);
 }
 
 void lb_model_free(lb_model *m)

@@ -78,8 +78,21 @@ static void dequant_bf16(const void *src, float *dst, int64_t n)
         dst[i] = lb_bf16_to_f32(h[i]);
 }
 
+/* Same operation order per element as the scalar version (one multiply,
+ * one add; no fused multiply-add), so results are bit-identical. */
+static void axpy_f32(int64_t n, float a, const float *x, float *y)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
 void lb__kernels_register_avx2_float(lb_kernel_set *k)
 {
+    k->axpy_f32 = axpy_f32;
     k->vec_dot[LB_TYPE_F32] = dot_f32;
     k->vec_dot[LB_TYPE_F16] = dot_f16;
     k->vec_dot[LB_TYPE_BF16] = dot_bf16;
