@@ -1,4 +1,5 @@
 /* `lowbit run`: streaming generation from a prompt. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +32,23 @@ typedef struct out_state {
     int n;
 } out_state;
 
+/* Ctrl-C stops the generation at the next token (the timing line is still
+ * printed); a second Ctrl-C kills the process as usual. */
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    interrupted = 1;
+    signal(sig, SIG_DFL);
+}
+
 static bool on_token(const lb_token_event *ev, void *user)
 {
     out_state *o = user;
     fwrite(ev->piece, 1, ev->piece_len, stdout);
     fflush(stdout);
     o->n++;
-    return true;
+    return !interrupted;
 }
 
 int lb_cli_run(int argc, char **argv)
@@ -106,7 +117,10 @@ int lb_cli_run(int argc, char **argv)
     }
     out_state o = {0};
     lb_gen_stats gs;
+    signal(SIGINT, on_sigint);
     st = lb_generate(s, prompt, &g, on_token, &o, &gs);
+    if (st == LB_ERR_CANCELLED && interrupted)
+        st = LB_OK;
     fputc('\n', stdout);
     fflush(stdout);
     int rc = 0;
