@@ -40,13 +40,24 @@ void lb__err_prefix(lb_err *err, const char *fmt, ...)
     if (!err)
         return;
     char head[LB_ERR_MSG_MAX];
-    char old[LB_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n = vsnprintf(head, sizeof head - 2, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", head, old);
+    if (n < 0)
+        return;
+    size_t hl = strlen(head);
+    memcpy(head + hl, ": ", 3);
+    hl += 2;
+    /* Shift the old message right to make room; what does not fit is cut. */
+    size_t ol = strlen(err->msg);
+    if (hl >= sizeof err->msg)
+        hl = sizeof err->msg - 1;
+    if (hl + ol >= sizeof err->msg)
+        ol = sizeof err->msg - 1 - hl;
+    memmove(err->msg + hl, err->msg, ol);
+    memcpy(err->msg, head, hl);
+    err->msg[hl + ol] = '\0';
 }
 
 void lb__err_clear(lb_err *err)
