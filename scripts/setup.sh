@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 #   python3                    helper scripts
 #   valgrind                   optional leak checks by hand
 pkgs=(build-essential gcc make libpcre2-dev clang clang-14 lld libclang-rt-14-dev bear
-      emscripten nodejs dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind)
+      emscripten nodejs libjansson-dev jq dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind)
 
 missing=()
 for p in "${pkgs[@]}"; do
