@@ -1,25 +1,51 @@
-/* F32 KV cache with causal attention computed straight from it. */
+/* F16 KV cache with causal attention computed straight from it.
+ *
+ * Storage and arithmetic follow one rule: every product in the attention is
+ * an exact f16 x f16 product summed in float in a fixed order (kernels/fmath.h).
+ * K and V are stored as F16, which halves the cache; the query is rounded to
+ * f16 before q.k and the softmax probabilities before the weighted sum of V,
+ * so both dots are exact-product sums.  This is also what llama.cpp does with
+ * its default F16 cache, and with the same summation orders (its 16-lane GEMM
+ * kernel for batches, its 64-lane GEMV kernel for one token, whose tail past
+ * the last 64-position group is summed in double, the sequence being padded
+ * to 32 positions) the attention output equals llama.cpp's bit for bit; a
+ * quantized model needs that for its greedy text to agree (see fmath.h). */
 #include "kv_cache.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
-#include "kernels/kernels.h"
-#include "model/ops.h"
+#include "kernels/fmath.h"
 
 struct lb_kv_cache {
     int n_ctx, n_layer, n_head, n_head_kv, head_dim, n_threads;
-    float *k;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
-    float *v;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
-    float *scores;   /* [n_threads][n_head / n_head_kv][n_ctx] */
+    lb_f16 *k;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    lb_f16 *vt;       /* [n_layer][n_head_kv][head_dim][n_ctx]  V transposed: a value
+                       * dimension over all positions is one contiguous row, so the
+                       * weighted sum over positions is a dot product */
+    float *scores;    /* [n_threads][n_head / n_head_kv][n_ctx] */
+    lb_f16 *q16;      /* [n_threads][n_head / n_head_kv][head_dim]  the query as f16 */
+    lb_f16 *p16;      /* [n_threads][n_ctx]  probabilities of one head as f16 */
 };
+
+static size_t cache_bytes(const lb_hparams *hp, int n_ctx)
+{
+    return (size_t)hp->n_layer * hp->n_head_kv * (size_t)n_ctx * hp->head_dim * sizeof(lb_f16);
+}
+
+static size_t scratch_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
+{
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    return (size_t)n_threads * (group * n_ctx * sizeof(float) + group * hp->head_dim * sizeof(lb_f16) +
+                                (size_t)n_ctx * sizeof(lb_f16));
+}
 
 size_t lb_kv_cache_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
 {
-    size_t per = (size_t)hp->n_layer * hp->n_head_kv * (size_t)n_ctx * hp->head_dim * sizeof(float);
-    return 2 * per + (size_t)n_threads * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float) + sizeof(lb_kv_cache);
+    return 2 * cache_bytes(hp, n_ctx) + scratch_bytes(hp, n_ctx, n_threads) + sizeof(lb_kv_cache);
 }
 
 lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_cache **out, lb_err *err)
@@ -35,11 +61,13 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
     c->n_head_kv = hp->n_head_kv;
     c->head_dim = hp->head_dim;
     c->n_threads = n_threads;
-    size_t per = (size_t)hp->n_layer * hp->n_head_kv * (size_t)n_ctx * hp->head_dim * sizeof(float);
+    const size_t per = cache_bytes(hp, n_ctx), group = (size_t)(hp->n_head / hp->n_head_kv);
     c->k = lb_aligned_alloc(64, per);
-    c->v = lb_aligned_alloc(64, per);
-    c->scores = lb_aligned_alloc(64, (size_t)n_threads * n_ctx * (hp->n_head / hp->n_head_kv) * sizeof(float));
-    if (!c->k || !c->v || !c->scores) {
+    c->vt = lb_aligned_alloc(64, per);
+    c->scores = lb_aligned_alloc(64, (size_t)n_threads * group * n_ctx * sizeof(float));
+    c->q16 = lb_aligned_alloc(64, (size_t)n_threads * group * hp->head_dim * sizeof(lb_f16));
+    c->p16 = lb_aligned_alloc(64, (size_t)n_threads * n_ctx * sizeof(lb_f16));
+    if (!c->k || !c->vt || !c->scores || !c->q16 || !c->p16) {
         lb_kv_cache_free(c);
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of KV cache for %d positions", 2 * per, n_ctx);
     }
@@ -52,16 +80,25 @@ void lb_kv_cache_free(lb_kv_cache *c)
     if (!c)
         return;
     lb_aligned_free(c->k);
-    lb_aligned_free(c->v);
+    lb_aligned_free(c->vt);
     lb_aligned_free(c->scores);
+    lb_aligned_free(c->q16);
+    lb_aligned_free(c->p16);
     free(c);
 }
 
 int lb_kv_cache_n_ctx(const lb_kv_cache *c) { return c->n_ctx; }
 
-static float *slot(const lb_kv_cache *c, float *base, int il, int h, int pos)
+/* K of (layer, kv head, position): [head_dim] */
+static lb_f16 *k_row(const lb_kv_cache *c, int il, int h, int pos)
 {
-    return base + (((size_t)il * c->n_head_kv + h) * c->n_ctx + pos) * c->head_dim;
+    return c->k + (((size_t)il * c->n_head_kv + h) * c->n_ctx + pos) * c->head_dim;
+}
+
+/* V of (layer, kv head, value dimension d) over all positions: [n_ctx] */
+static lb_f16 *v_row(const lb_kv_cache *c, int il, int h, int d)
+{
+    return c->vt + (((size_t)il * c->n_head_kv + h) * c->head_dim + d) * c->n_ctx;
 }
 
 static lb_status store(void *ctx, int il, int pos0, int n, const float *k, const float *v)
@@ -69,11 +106,14 @@ static lb_status store(void *ctx, int il, int pos0, int n, const float *k, const
     lb_kv_cache *c = ctx;
     if (pos0 < 0 || n < 0 || pos0 + n > c->n_ctx)
         return LB_ERR_RANGE;
+    const lb_fmath *fm = lb_fmath_get();
     const int hd = c->head_dim, kvw = c->n_head_kv * hd;
     for (int t = 0; t < n; t++)
         for (int h = 0; h < c->n_head_kv; h++) {
-            memcpy(slot(c, c->k, il, h, pos0 + t), k + (size_t)t * kvw + h * hd, hd * sizeof(float));
-            memcpy(slot(c, c->v, il, h, pos0 + t), v + (size_t)t * kvw + h * hd, hd * sizeof(float));
+            fm->to_f16(hd, k + (size_t)t * kvw + h * hd, k_row(c, il, h, pos0 + t));
+            const float *vs = v + (size_t)t * kvw + h * hd;
+            for (int d = 0; d < hd; d++)
+                v_row(c, il, h, d)[pos0 + t] = lb_f32_to_f16(vs[d]);
         }
     return LB_OK;
 }
@@ -94,29 +134,43 @@ static void attend_part(void *ctx, int ith, int nth)
     lb_kv_cache *c = j->c;
     const int hd = c->head_dim, group = c->n_head / c->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
-    const lb_kernel_set *ks = lb_kernels();
-    lb_vec_dot_fn dot = ks->vec_dot[LB_TYPE_F32];
+    const lb_fmath *fm = lb_fmath_get();
+    /* One token uses the GEMV order, a batch the GEMM order (see the top). */
+    const bool single = j->n == 1;
     float *sc = c->scores + (size_t)ith * c->n_ctx * group;   /* [group][n_ctx] */
+    lb_f16 *q16 = c->q16 + (size_t)ith * group * hd;          /* [group][hd] */
+    lb_f16 *p16 = c->p16 + (size_t)ith * c->n_ctx;            /* [n_ctx] */
     int64_t b, e;
     lb_split((int64_t)j->n * c->n_head_kv, ith, nth, &b, &e);
     for (int64_t w = b; w < e; w++) {
         int t = (int)(w / c->n_head_kv), kvh = (int)(w % c->n_head_kv);
         int n_pos = j->pos0 + t + 1;
-        const float *q0 = j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd;   /* [group][hd] */
-        const float *kb = slot(c, c->k, j->il, kvh, 0);
-        const float *vb = slot(c, c->v, j->il, kvh, 0);
-        for (int p = 0; p < n_pos; p++)
+        /* the 64-position groups of the GEMV order: the sequence padded to 32 */
+        int64_t n_vec = ((int64_t)(n_pos + 31) / 32 * 32) & ~(int64_t)63;
+        fm->to_f16((int64_t)group * hd, j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd, q16);
+        for (int p = 0; p < n_pos; p++) {
+            const lb_f16 *kr = k_row(c, j->il, kvh, p);
             for (int g = 0; g < group; g++) {
-                dot(hd, &sc[(size_t)g * c->n_ctx + p], kb + (size_t)p * hd, q0 + (size_t)g * hd);
-                sc[(size_t)g * c->n_ctx + p] *= scale;
+                float s = single ? fm->dot64(hd, hd & ~63, kr, q16 + (size_t)g * hd)
+                                 : fm->dot16(hd, kr, q16 + (size_t)g * hd);
+                sc[(size_t)g * c->n_ctx + p] = s * scale;
             }
+        }
         for (int g = 0; g < group; g++) {
             float *s = sc + (size_t)g * c->n_ctx;
-            lb_softmax(s, n_pos);
-            float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
-            memset(o, 0, hd * sizeof(float));
+            float mx = s[0];
+            for (int p = 1; p < n_pos; p++)
+                mx = s[p] > mx ? s[p] : mx;
+            double sum = fm->exp_sum(n_pos, s, s, mx);
+            float inv = (float)(1.0 / sum);
             for (int p = 0; p < n_pos; p++)
-                ks->axpy_f32(hd, s[p], vb + (size_t)p * hd, o);
+                s[p] *= inv;
+            fm->to_f16(n_pos, s, p16);
+            float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
+            for (int d = 0; d < hd; d++) {
+                const lb_f16 *vr = v_row(c, j->il, kvh, d);
+                o[d] = single ? fm->dot64(n_pos, n_vec, vr, p16) : fm->dot16(n_pos, vr, p16);
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 /* The KV cache of one session: keys and values of every layer for up to
- * n_ctx positions, sized and allocated once.  This first version stores
- * F32; the quantized, paged store replaces it behind the same lb_kv_ops. */
+ * n_ctx positions, sized and allocated once.  This version stores F16; the
+ * quantized, paged store replaces it behind the same lb_kv_ops. */
 #ifndef LB_KV_KV_CACHE_H
 #define LB_KV_KV_CACHE_H
 

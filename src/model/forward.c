@@ -26,7 +26,7 @@ struct lb_forward {
     float *gate;   /* [n_batch][n_ff] */
     float *up;     /* [n_batch][n_ff] */
     float *cs;     /* [n_batch][n_rot / 2][2]  cos, sin per position */
-    float *inv_freq;  /* [n_rot / 2] */
+    float theta_scale;   /* ratio of successive RoPE frequencies, base^(-2/n_rot) */
     void *act;     /* activation scratch for lb_matmul, act_bytes */
     size_t act_bytes;
     void *block;   /* the single allocation all of the above live in */
@@ -47,16 +47,15 @@ static size_t act_bytes_for(const lb_hparams *hp, int n)
     return round_up((size_t)((widest * 5 + 3) / 4 + 64) * (size_t)n);
 }
 
-static size_t layout(const lb_hparams *hp, int nb, size_t off[11])
+static size_t layout(const lb_hparams *hp, int nb, size_t off[10])
 {
     const size_t E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim,
                  KV = (size_t)hp->n_head_kv * (size_t)hp->head_dim, F = (size_t)hp->n_ff;
-    const size_t sizes[11] = {
-        E * nb, E * nb, Q * nb, KV * nb, KV * nb, Q * nb, E * nb, F * nb, F * nb,
-        (size_t)hp->n_rot * nb, (size_t)hp->n_rot / 2,
+    const size_t sizes[10] = {
+        E * nb, E * nb, Q * nb, KV * nb, KV * nb, Q * nb, E * nb, F * nb, F * nb, (size_t)hp->n_rot * nb,
     };
     size_t total = 0;
-    for (int i = 0; i < 11; i++) {
+    for (int i = 0; i < 10; i++) {
         off[i] = total;
         total += round_up(sizes[i] * sizeof(float));
     }
@@ -65,7 +64,7 @@ static size_t layout(const lb_hparams *hp, int nb, size_t off[11])
 
 size_t lb_forward_bytes(const lb_hparams *hp, int n_batch)
 {
-    size_t off[11];
+    size_t off[10];
     return layout(hp, n_batch, off) + act_bytes_for(hp, n_batch) + sizeof(lb_forward);
 }
 
@@ -77,7 +76,7 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
     lb_forward *f = calloc(1, sizeof *f);
     if (!f)
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate forward state");
-    size_t off[11];
+    size_t off[10];
     size_t fbytes = layout(hp, n_batch, off);
     f->act_bytes = act_bytes_for(hp, n_batch);
     size_t total = fbytes + f->act_bytes;
@@ -87,13 +86,12 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of scratch for batches of %d", total, n_batch);
     }
     char *b = f->block;
-    float **bufs[11] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->proj, &f->gate, &f->up, &f->cs, &f->inv_freq};
-    for (int i = 0; i < 11; i++)
+    float **bufs[10] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->proj, &f->gate, &f->up, &f->cs};
+    for (int i = 0; i < 10; i++)
         *bufs[i] = (float *)(b + off[i]);
     f->act = b + fbytes;
     f->n_batch = n_batch;
-    for (int i = 0; i < hp->n_rot / 2; i++)
-        f->inv_freq[i] = (float)pow((double)hp->rope_base, -2.0 * i / (double)hp->n_rot);
+    f->theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     *out = f;
     return LB_OK;
 }
@@ -183,12 +181,17 @@ lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, 
                             tokens[t], t, hp->n_vocab - 1);
         emb_row((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, f->x + t * E, E);
     }
+    /* RoPE angles in float: pair i's angle is pos * theta_scale^i, the power
+     * taken by repeated multiplication, then scaled (linear RoPE scaling).
+     * Float rather than double on purpose: it is how llama.cpp computes them,
+     * and the rotated K and Q must round as there (see ops.c). */
     for (int t = 0; t < n; t++) {
-        double p = (double)(pos0 + t) * hp->rope_scale;
+        float theta = (float)(pos0 + t);
         for (int i = 0; i < hp->n_rot / 2; i++) {
-            double th = p * f->inv_freq[i];
-            f->cs[t * hp->n_rot + 2 * i] = (float)cos(th);
-            f->cs[t * hp->n_rot + 2 * i + 1] = (float)sin(th);
+            float th = hp->rope_scale * theta;
+            f->cs[t * hp->n_rot + 2 * i] = cosf(th);
+            f->cs[t * hp->n_rot + 2 * i + 1] = sinf(th);
+            theta *= f->theta_scale;
         }
     }
 

@@ -10,11 +10,9 @@ void lb_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
  * cs: [n_rot/2][2] (cos, sin) for this token's position. */
 void lb_rope_norm(float *x, int n_heads, int head_dim, int n_rot, const float *cs);
 void lb_rope_neox(float *x, int n_heads, int head_dim, int n_rot, const float *cs);
-/* g[i] = silu(g[i]) * u[i] */
+/* g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)) with lb_expf */
 void lb_swiglu(float *g, const float *u, int64_t n);
 /* y[i] += x[i] */
 void lb_add(float *y, const float *x, int64_t n);
-/* x[i] = exp(x[i] - max) / sum, in place; returns nothing, n >= 1 */
-void lb_softmax(float *x, int64_t n);
 
 #endif

@@ -212,8 +212,11 @@ static void compare_with_naive(const char *file, int neox, double tol)
     lb_gguf_free(g);
 }
 
-static void test_naive_llama_f16(void) { compare_with_naive("models/techdocs-28M-f16.gguf", 0, 1e-3); }
-static void test_naive_qwen_f16(void) { compare_with_naive("models/techdocs-qwen-22M-f16.gguf", 1, 1e-3); }
+/* The KV cache stores f16 and the attention rounds q and the probabilities to
+ * f16 (relative error 2^-11 each, as llama.cpp does): logits move by a few
+ * 1e-3 against the all-double naive forward (measured 3.0e-3 and 3.9e-3). */
+static void test_naive_llama_f16(void) { compare_with_naive("models/techdocs-28M-f16.gguf", 0, 1e-2); }
+static void test_naive_qwen_f16(void) { compare_with_naive("models/techdocs-qwen-22M-f16.gguf", 1, 1e-2); }
 /* int8 activations add rounding noise on top of the weights' own: the bound is looser. */
 static void test_naive_llama_q4k(void) { compare_with_naive("models/techdocs-28M-Q4_K_M.gguf", 0, 0.5); }
 
@@ -245,8 +248,13 @@ static void test_batch_vs_decode(void)
             double worst = 0;
             for (size_t i = 0; i < n * info.n_vocab; i++)
                 worst = fmax(worst, fabs(a[i] - b[i]));
-            /* Same operations in the same order: batching must not change a bit. */
-            CHECKF(worst == 0, "n_batch %d differs from one batch by %g", batches[k], worst);
+            /* Batches of any size >= 2 do the same operations in the same order
+             * and must not change a bit.  A single token uses the attention's
+             * GEMV summation order instead (kv/kv_cache.c, as llama.cpp does);
+             * int8 activations amplify that rounding difference, so token by
+             * token is held to the Q4_K bound against the naive forward. */
+            double tol = batches[k] == 1 ? 0.5 : 0.0;
+            CHECKF(worst <= tol, "n_batch %d differs from one batch by %g", batches[k], worst);
         }
         lb_session_free(s);
     }

@@ -1,0 +1,129 @@
+/* Scalar references of the fixed-rounding float kernels (fmath.h) and the
+ * choice of the variant for this CPU. */
+#include "fmath.h"
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "base/once.h"
+#include "kernels.h"
+
+/* The lane reduction of dot16: v[l] + v[l+8], then + the upper 4, then
+ * (0+2) + (1+3). */
+static float reduce16(const float v[16])
+{
+    float t8[8], t4[4];
+    for (int i = 0; i < 8; i++)
+        t8[i] = v[i + 8] + v[i];
+    for (int i = 0; i < 4; i++)
+        t4[i] = t8[i + 4] + t8[i];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+/* The product of two f16 values is exact in float (22 significant bits), so
+ * `acc + a * b` rounds once, exactly as a fused multiply-add would. */
+static float dot16_ref(int64_t n, const lb_f16 *a, const lb_f16 *b)
+{
+    float lane[16] = {0};
+    for (int64_t i = 0; i < n; i++)
+        lane[i % 16] += lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]);
+    return reduce16(lane);
+}
+
+static float dot64_ref(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
+{
+    float lane[64] = {0};   /* [4 vectors][16 lanes] */
+    int64_t nv = n_vec < n ? n_vec : n;
+    for (int64_t i = 0; i < nv; i++)
+        lane[i % 64] += lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]);
+    float v[16];
+    for (int l = 0; l < 16; l++)
+        v[l] = (lane[l] + lane[32 + l]) + (lane[16 + l] + lane[48 + l]);
+    double sum = reduce16(v);
+    for (int64_t i = n_vec; i < n; i++)
+        sum += (double)(lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]));
+    return (float)sum;
+}
+
+/* 2^k for -126 <= k <= 127. */
+static float pow2i(int k) { return lb__bits_f32((uint32_t)(k + 127) << 23); }
+
+float lb_expf(float x)
+{
+    const float shift = 0x1.8p23f, inv_ln2 = 0x1.715476p+0f;
+    const float ln2_hi = 0x1.62e4p-1f, ln2_lo = 0x1.7f7d1cp-20f;
+    const float c1 = 0x1.ffffecp-1f, c2 = 0x1.fffdb6p-2f, c3 = 0x1.555e66p-3f;
+    const float c4 = 0x1.573e2ep-5f, c5 = 0x1.0e4020p-7f;
+    float z = fmaf(x, inv_ln2, shift);
+    float n = z - shift;   /* x / ln2 rounded to an integer */
+    if (isnan(n))
+        return n;
+    if (fabsf(n) > 192.0f)
+        return n > 0 ? INFINITY : 0.0f;
+    float r = fmaf(-n, ln2_lo, fmaf(-n, ln2_hi, x));
+    float r2 = r * r;
+    float p = fmaf(fmaf(fmaf(c5, r, c4), r2, fmaf(c3, r, c2)), r2, fmaf(c1, r, 1.0f));
+    /* p * 2^n rounded once: the first factor 2^(n/2) keeps p*2^(n/2) a normal
+     * number (p is near 1), so only the second multiplication rounds, which
+     * also makes subnormal results correctly rounded. */
+    int k = (int)n, k1 = k / 2;
+    return p * pow2i(k1) * pow2i(k - k1);
+}
+
+static double exp_sum_ref(int64_t n, float *y, const float *x, float max)
+{
+    double sum = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        float v[16] = {0};
+        for (int64_t i = i0; i < n && i < i0 + 16; i++)
+            v[i - i0] = y[i] = lb_expf(x[i] - max);
+        sum += (double)reduce16(v);
+    }
+    return sum;
+}
+
+static void silu_mul_ref(int64_t n, float *g, const float *u)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float s = g[i] / (1.0f + lb_expf(0.0f - g[i]));
+        g[i] = s * u[i];
+    }
+}
+
+static void to_f16_ref(int64_t n, const float *x, lb_f16 *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = lb_f32_to_f16(x[i]);
+}
+
+static lb_fmath scalar_set = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref};
+static lb_fmath avx2_set;
+static bool avx2_ok;
+static lb_once fm_once = LB_ONCE_INIT;
+
+static void build(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    const lb_cpu_features *f = lb_cpu();
+    if (f->avx2 && f->fma && f->f16c) {
+        avx2_set = scalar_set;
+        avx2_set.isa = "avx2";
+        lb__fmath_register_avx2(&avx2_set);
+        avx2_ok = true;
+    }
+#endif
+}
+
+const lb_fmath *lb_fmath_scalar(void) { return &scalar_set; }
+
+const lb_fmath *lb_fmath_avx2(void)
+{
+    lb_once_run(&fm_once, build);
+    return avx2_ok ? &avx2_set : NULL;
+}
+
+const lb_fmath *lb_fmath_get(void)
+{
+    lb_once_run(&fm_once, build);
+    return avx2_ok ? &avx2_set : &scalar_set;
+}

@@ -1,0 +1,64 @@
+/* Float kernels of the attention and the FFN activation whose rounding is part
+ * of their contract: f16 dot products with a fixed summation order, a vector
+ * exp, the softmax's exponentials and sum, SiLU.
+ *
+ * Why fix the rounding: a quantized model (A8_K/A8_32 activations) turns a
+ * 1-ulp float difference into an int8 rounding flip now and then, and flips
+ * grow over layers and tokens, so greedy text agrees with the reference engine
+ * (llama.cpp) only if every float operation rounds the same way.  Each order
+ * below is a natural SIMD design and is also the one llama.cpp's CPU backend
+ * uses on x86-64 with AVX-512; the scalar references define the results and
+ * every SIMD variant equals them bit for bit (tests/unit/test_fmath.c). */
+#ifndef LB_KERNELS_FMATH_H
+#define LB_KERNELS_FMATH_H
+
+#include <stdint.h>
+
+#include "base/fp16.h"
+
+typedef struct lb_fmath {
+    const char *isa;   /* "scalar", "avx2" */
+    /* Dot of two f16 vectors in 16 lanes: lane l sums the products of the
+     * elements i = l (mod 16) in order (each product of two f16 values is
+     * exact in float, so each step rounds once), missing tail elements count
+     * as zero; then the lanes are added pairwise (l + l+8, then + l+4, then
+     * (0+2) + (1+3)).  The order of a 16-wide GEMM kernel. */
+    float (*dot16)(int64_t n, const lb_f16 *a, const lb_f16 *b);
+    /* Dot of two f16 vectors of n elements of which the first n_vec (a
+     * multiple of 64, may exceed n: elements past n count as zero and are not
+     * read) go through 64 lanes (four vectors of 16; lane L sums i = L mod 64),
+     * reduced as vectors 0+2, 1+3, then (0+2)+(1+3), then 16 lanes as in
+     * dot16; elements n_vec .. n-1 are then added one by one in double.  The
+     * result is that double rounded to float.  The order of a GEMV kernel
+     * that unrolls four vectors to hide FMA latency. */
+    float (*dot64)(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b);
+    /* y[i] = lb_expf(x[i] - max) for n elements; returns their sum taken as
+     * float partial sums of 16 (missing tail elements count as zero; lanes
+     * added as in dot16) accumulated in double. */
+    double (*exp_sum)(int64_t n, float *y, const float *x, float max);
+    /* g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + lb_expf(-x)), each
+     * operation rounded to float. */
+    void (*silu_mul)(int64_t n, float *g, const float *u);
+    /* y[i] = f16(x[i]), round to nearest even. */
+    void (*to_f16)(int64_t n, const float *x, lb_f16 *y);
+} lb_fmath;
+
+/* exp(x) for float: Arm's Optimized Routines vector expf method (round x/ln2
+ * to n with the 1.5*2^23 shift, r = x - n*ln2 in two fused steps with a
+ * hi/lo split of ln2, degree-5 polynomial with those routines' minimax
+ * coefficients evaluated as ((c5 r + c4) r^2 + (c3 r + c2)) r^2 + (c1 r + 1),
+ * then scaled by 2^n with one rounding); max error about 1.5 ulp.  |n| > 192
+ * gives +inf or +0, NaN gives NaN. */
+float lb_expf(float x);
+
+/* The best variant for this CPU. */
+const lb_fmath *lb_fmath_get(void);
+/* The scalar references. */
+const lb_fmath *lb_fmath_scalar(void);
+/* The AVX2+FMA+F16C variant, or NULL when not compiled in or not supported. */
+const lb_fmath *lb_fmath_avx2(void);
+
+/* Overrides the entries the AVX2 file implements (kernels/x86/avx2_fmath.c). */
+void lb__fmath_register_avx2(lb_fmath *f);
+
+#endif

@@ -1,0 +1,155 @@
+/* AVX2 variants of the fixed-rounding float kernels (kernels/fmath.h).  A
+ * 16-lane vector of the contract is held as two __m256 (lanes 0-7, 8-15);
+ * each variant performs the reference's operations in the reference's order,
+ * so the results are equal bit for bit. */
+#include "kernels/fmath.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline __m256 ld16(const lb_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* The 16-lane reduction of the contract for lanes lo (0-7) and hi (8-15). */
+static inline float reduce16(__m256 lo, __m256 hi)
+{
+    __m256 t8 = _mm256_add_ps(hi, lo);
+    __m128 t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
+    __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));   /* (0+2), (1+3) */
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
+}
+
+static float dot16(int64_t n, const lb_f16 *a, const lb_f16 *b)
+{
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        lo = _mm256_fmadd_ps(ld16(a + i), ld16(b + i), lo);
+        hi = _mm256_fmadd_ps(ld16(a + i + 8), ld16(b + i + 8), hi);
+    }
+    if (i < n) {
+        lb_f16 ta[16] = {0}, tb[16] = {0};   /* the tail, zero-padded */
+        memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);
+        memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);
+        lo = _mm256_fmadd_ps(ld16(ta), ld16(tb), lo);
+        hi = _mm256_fmadd_ps(ld16(ta + 8), ld16(tb + 8), hi);
+    }
+    return reduce16(lo, hi);
+}
+
+static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
+{
+    __m256 acc[8];   /* [4 vectors][lo, hi] */
+    for (int j = 0; j < 8; j++)
+        acc[j] = _mm256_setzero_ps();
+    int64_t nv = n_vec < n ? n_vec : n, i = 0;
+    for (; i + 64 <= nv; i += 64)
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_fmadd_ps(ld16(a + i + 8 * j), ld16(b + i + 8 * j), acc[j]);
+    if (i < nv) {
+        lb_f16 ta[64] = {0}, tb[64] = {0};
+        memcpy(ta, a + i, (size_t)(nv - i) * sizeof *a);
+        memcpy(tb, b + i, (size_t)(nv - i) * sizeof *b);
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_fmadd_ps(ld16(ta + 8 * j), ld16(tb + 8 * j), acc[j]);
+    }
+    __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    double sum = reduce16(lo, hi);
+    for (i = n_vec; i < n; i++)
+        sum += (double)(lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]));
+    return (float)sum;
+}
+
+/* lb_expf on 8 lanes. */
+static inline __m256 exp8(__m256 x)
+{
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    __m256 n = _mm256_sub_ps(z, shift);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), r, _mm256_set1_ps(0x1.573e2ep-5f)), r2,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), r, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        r2, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), r, _mm256_set1_ps(1.0f)));
+    /* p * 2^n as p * 2^k1 * 2^(n-k1), k1 = n/2 (see lb_expf); n clamped so
+     * the exponent arithmetic stays valid where the blend below overrides it */
+    __m256 nc = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-192.0f)), _mm256_set1_ps(192.0f));
+    __m256i k = _mm256_cvttps_epi32(nc);
+    __m256i k1 = _mm256_sub_epi32(k, _mm256_srai_epi32(k, 31));   /* toward zero: */
+    k1 = _mm256_srai_epi32(k1, 1);                                   /* k / 2 as in C */
+    __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(k, k1), bias), 23));
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(__builtin_inff()), _mm256_setzero_ps(),
+                                  _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ));
+    res = _mm256_blendv_ps(res, alt, big);
+    /* NaN in, NaN out (the clamp above turned n's NaN into a number) */
+    return _mm256_blendv_ps(res, n, _mm256_cmp_ps(n, n, _CMP_UNORD_Q));
+}
+
+static double exp_sum(int64_t n, float *y, const float *x, float max)
+{
+    const __m256 mx = _mm256_set1_ps(max);
+    double sum = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mx));
+        __m256 hi = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mx));
+        _mm256_storeu_ps(y + i, lo);
+        _mm256_storeu_ps(y + i + 8, hi);
+        sum += (double)reduce16(lo, hi);
+    }
+    if (i < n) {
+        float t[16];
+        for (int l = 0; l < 16; l++)
+            t[l] = i + l < n ? x[i + l] : max;   /* placeholders, zeroed below */
+        __m256 lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(t), mx));
+        __m256 hi = exp8(_mm256_sub_ps(_mm256_loadu_ps(t + 8), mx));
+        _mm256_storeu_ps(t, lo);
+        _mm256_storeu_ps(t + 8, hi);
+        for (int l = 0; l < 16; l++) {
+            if (i + l < n)
+                y[i + l] = t[l];
+            else
+                t[l] = 0.0f;
+        }
+        sum += (double)reduce16(_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8));
+    }
+    return sum;
+}
+
+static void silu_mul(int64_t n, float *g, const float *u)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        g[i] = g[i] / (1.0f + lb_expf(0.0f - g[i])) * u[i];
+}
+
+static void to_f16(int64_t n, const float *x, lb_f16 *y)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = lb_f32_to_f16(x[i]);
+}
+
+void lb__fmath_register_avx2(lb_fmath *f)
+{
+    f->dot16 = dot16;
+    f->dot64 = dot64;
+    f->exp_sum = exp_sum;
+    f->silu_mul = silu_mul;
+    f->to_f16 = to_f16;
+}

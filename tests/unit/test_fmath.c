@@ -1,0 +1,200 @@
+/* Tests the fixed-rounding float kernels (kernels/fmath.h): the references
+ * follow the stated summation orders, lb_expf is accurate, and every SIMD
+ * variant equals the reference bit for bit at awkward lengths. */
+#include "check.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "base/fp16.h"
+#include "kernels/fmath.h"
+
+static const int64_t lens[] = {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 255, 257, 1023};
+#define N_LENS (int)(sizeof lens / sizeof lens[0])
+#define MAX_N 1024
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng_u64(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rng_sym(void) { return (float)((double)(rng_u64() >> 11) * (2.0 / 9007199254740992.0) - 1.0); }
+
+static lb_f16 ha[MAX_N], hb[MAX_N];   /* [MAX_N] f16 operands */
+static float xf[MAX_N], ya[MAX_N], yb[MAX_N], ga[MAX_N], gb[MAX_N], uf[MAX_N];   /* [MAX_N] */
+
+static void fill_f16(int64_t n, int scale_bits)
+{
+    for (int64_t i = 0; i < n; i++) {
+        ha[i] = lb_f32_to_f16(rng_sym() * ldexpf(1.0f, (int)(rng_u64() % (unsigned)scale_bits)));
+        hb[i] = lb_f32_to_f16(rng_sym());
+    }
+}
+
+static double dot_exact(int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)lb_f16_to_f32(ha[i]) * lb_f16_to_f32(hb[i]);
+    return s;
+}
+
+static void set_prod(int64_t i, float a, float b)
+{
+    ha[i] = lb_f32_to_f16(a);
+    hb[i] = lb_f32_to_f16(b);
+}
+
+/* The lane structure is visible when a lane's running sum passes 2^24. */
+static void test_dot_orders(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < 64; i++)
+            set_prod(i, 0.0f, 0.0f);
+        set_prod(0, 4096.0f, 4096.0f);     /* 2^24 in lane 0 */
+        set_prod(v ? 1 : 16, 1.0f, 1.0f);  /* 1 in lane 1 (kept), or lane 0 after 2^24 (lost: tie to even) */
+        set_prod(32, -4096.0f, 4096.0f);   /* lane 0 back to 0 */
+        float want = v ? 1.0f : 0.0f;
+        CHECKF(r->dot16(64, ha, hb) == want, "dot16 variant %d: %g", v, r->dot16(64, ha, hb));
+    }
+    /* dot64: i=0 and i=64 share a lane; i=0 and i=16 do not */
+    for (int i = 0; i < 128; i++)
+        set_prod(i, 0.0f, 0.0f);
+    set_prod(0, 4096.0f, 4096.0f);
+    set_prod(64, 1.0f, 1.0f);
+    set_prod(16, -4096.0f, 4096.0f);
+    CHECK(r->dot64(128, 128, ha, hb) == 0.0f);   /* (2^24 + 1) rounds to 2^24 in lane 0 */
+    set_prod(64, 0.0f, 0.0f);
+    set_prod(17, 1.0f, 1.0f);
+    CHECK(r->dot64(128, 128, ha, hb) == 1.0f);
+    /* the tail past n_vec is summed in double: 2^24 + 1 survives there */
+    for (int i = 0; i < 128; i++)
+        set_prod(i, 0.0f, 0.0f);
+    set_prod(0, 4096.0f, 4096.0f);
+    set_prod(70, 1.0f, 1.0f);
+    set_prod(71, -4096.0f, 4096.0f);
+    CHECK(r->dot64(96, 64, ha, hb) == 1.0f);
+    CHECK(r->dot64(96, 128, ha, hb) == 0.0f);   /* all 96 in lanes: 2^24 + 1 rounds in the lane reduction */
+}
+
+static void test_dot_accuracy(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    for (int li = 0; li < N_LENS; li++) {
+        int64_t n = lens[li];
+        fill_f16(n, 8);
+        double e = dot_exact(n), bound = 0;
+        for (int64_t i = 0; i < n; i++)
+            bound += fabs((double)lb_f16_to_f32(ha[i]) * lb_f16_to_f32(hb[i]));
+        bound = bound * 1e-6 + 1e-30;
+        CHECKF(fabs(r->dot16(n, ha, hb) - e) <= bound, "dot16 n=%lld", (long long)n);
+        int64_t nv = ((n + 31) / 32 * 32) & ~(int64_t)63;
+        CHECKF(fabs(r->dot64(n, nv, ha, hb) - e) <= bound, "dot64 n=%lld", (long long)n);
+    }
+}
+
+static void test_expf(void)
+{
+    CHECK(lb_expf(0.0f) == 1.0f);
+    CHECK(lb_expf(-INFINITY) == 0.0f);
+    CHECK(isinf(lb_expf(INFINITY)) && lb_expf(INFINITY) > 0);
+    CHECK(isnan(lb_expf(NAN)));
+    CHECK(isinf(lb_expf(100.0f)));
+    CHECK(lb_expf(-200.0f) == 0.0f);
+    /* subnormal results are correctly rounded multiples of 2^-149 */
+    float s = lb_expf(-100.0f);
+    CHECKF(s > 0 && fabs(s - exp(-100.0)) <= 0x1p-149, "exp(-100) = %g", s);
+    double worst = 0;
+    for (int i = 0; i < 200000; i++) {
+        float x = rng_sym() * 87.0f;
+        double e = exp((double)x);
+        double ulp = ldexp(1.0, ilogb(e) - 23);
+        double err = fabs(lb_expf(x) - e) / ulp;
+        if (err > worst)
+            worst = err;
+    }
+    /* the method is good to about 2 ulp of the result (measured 2.15 here) */
+    CHECKF(worst <= 2.5, "worst error %.3f ulp", worst);
+}
+
+static void test_exp_sum_silu_ref(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    for (int64_t i = 0; i < 40; i++)
+        xf[i] = rng_sym() * 10.0f;
+    double sum = r->exp_sum(40, ya, xf, 10.0f), want = 0;
+    for (int64_t i = 0; i < 40; i++) {
+        CHECK(ya[i] == lb_expf(xf[i] - 10.0f));
+        want += exp((double)xf[i] - 10.0);
+    }
+    CHECKF(fabs(sum - want) <= 1e-6 * want, "%g vs %g", sum, want);
+    for (int64_t i = 0; i < 40; i++) {
+        ga[i] = rng_sym() * 20.0f;
+        uf[i] = rng_sym();
+        gb[i] = ga[i];
+    }
+    r->silu_mul(40, gb, uf);
+    for (int64_t i = 0; i < 40; i++) {
+        double want_s = ga[i] / (1.0 + exp(-(double)ga[i])) * uf[i];
+        CHECKF(fabs(gb[i] - want_s) <= 1e-6 * fabs(want_s) + 1e-30, "silu %g", ga[i]);
+    }
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_simd_equals_ref(void)
+{
+    const lb_fmath *r = lb_fmath_scalar(), *s = lb_fmath_avx2();
+    if (!s) {
+        printf("  (no AVX2 on this CPU: skipped)\n");
+        return;
+    }
+    for (int rep = 0; rep < 4; rep++)
+        for (int li = 0; li < N_LENS; li++) {
+            int64_t n = lens[li];
+            fill_f16(n, rep == 3 ? 24 : 6);
+            CHECKF(same_bits(r->dot16(n, ha, hb), s->dot16(n, ha, hb)), "dot16 n=%lld", (long long)n);
+            for (int64_t nv = 0; nv <= n + 64; nv += 64)
+                CHECKF(same_bits(r->dot64(n, nv, ha, hb), s->dot64(n, nv, ha, hb)), "dot64 n=%lld nv=%lld",
+                       (long long)n, (long long)nv);
+            for (int64_t i = 0; i < n; i++) {
+                /* arguments up to +-130 reach the overflow, underflow and subnormal ranges */
+                xf[i] = rep == 3 ? rng_sym() * 130.0f : rng_sym() * 30.0f;
+                ga[i] = gb[i] = rep == 2 ? rng_sym() * 120.0f : rng_sym() * 8.0f;
+                uf[i] = rng_sym();
+            }
+            if (n > 2) {
+                xf[1] = -INFINITY;
+                ga[1] = gb[1] = 0.0f;
+            }
+            double sr = r->exp_sum(n, ya, xf, 3.0f), ss = s->exp_sum(n, yb, xf, 3.0f);
+            CHECKF(sr == ss, "exp_sum n=%lld: %.17g vs %.17g", (long long)n, sr, ss);
+            int bad = 0;
+            for (int64_t i = 0; i < n; i++)
+                bad += !same_bits(ya[i], yb[i]);
+            CHECKF(bad == 0, "exp_sum values n=%lld: %d differ", (long long)n, bad);
+            r->silu_mul(n, ga, uf);
+            s->silu_mul(n, gb, uf);
+            bad = 0;
+            for (int64_t i = 0; i < n; i++)
+                bad += !same_bits(ga[i], gb[i]);
+            CHECKF(bad == 0, "silu_mul n=%lld: %d differ", (long long)n, bad);
+            r->to_f16(n, xf, ha);
+            s->to_f16(n, xf, hb);
+            CHECK(memcmp(ha, hb, (size_t)n * sizeof *ha) == 0);
+        }
+}
+
+int main(void)
+{
+    RUN(test_dot_orders);
+    RUN(test_dot_accuracy);
+    RUN(test_expf);
+    RUN(test_exp_sum_silu_ref);
+    RUN(test_simd_equals_ref);
+    return check_done();
+}

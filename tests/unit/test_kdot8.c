@@ -1,0 +1,162 @@
+/* Tests the 8-lane Q4_K / Q6_K dot products (kernels/kdot8.h): the reference
+ * equals the exact dot of the dequantized operands within float rounding,
+ * follows the stated lane order, the AVX2 variant equals the reference bit
+ * for bit, and both kernel sets use these kernels. */
+#include "check.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/kdot8.h"
+#include "quant/blocks.h"
+
+#define NB 8   /* super-blocks per row: 2048 elements */
+#define N (NB * LB_QK_K)
+
+static uint64_t rng_state = 0x3243f6a8885a308dull;
+static uint32_t rng_u32(uint32_t n)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) % n);
+}
+
+static lb_block_q4_K w4[NB];
+static lb_block_q6_K w6[NB];
+static lb_block_a8_K act[NB];
+static float xa[N], wd[N];   /* [N] activations (input to the quantizer), dequantized weights */
+
+static void fill(int mode)
+{
+    for (int i = 0; i < NB; i++) {
+        uint8_t *p4 = (uint8_t *)&w4[i], *p6 = (uint8_t *)&w6[i];
+        for (size_t k = 0; k < sizeof w4[i]; k++)
+            p4[k] = (uint8_t)(mode == 1 ? 0xFF : rng_u32(256));
+        for (size_t k = 0; k < sizeof w6[i]; k++)
+            p6[k] = (uint8_t)(mode == 1 ? 0xFF : rng_u32(256));
+        float sc = ldexpf(1.0f + (float)rng_u32(1000) / 1000.0f, -(int)rng_u32(12));
+        w4[i].d = lb_f32_to_f16(sc);
+        w4[i].dmin = lb_f32_to_f16(sc * 0.5f);
+        w6[i].d = lb_f32_to_f16(sc);
+        if (mode == 1)
+            for (int k = 0; k < 16; k++)
+                w6[i].scales[k] = k & 1 ? 127 : -128;
+    }
+    for (int i = 0; i < N; i++)
+        xa[i] = mode == 1 ? (i & 1 ? 1.0f : -1.0f) : ((float)rng_u32(20001) - 10000.0f) / 1000.0f;
+    lb_kernels_scalar()->quantize[LB_TYPE_A8_K](xa, act, N);
+}
+
+static double exact_dot(lb_type t, const void *w)
+{
+    lb_kernels_scalar()->dequant[t](w, wd, N);
+    double s = 0;
+    for (int i = 0; i < NB; i++)
+        for (int e = 0; e < LB_QK_K; e++)
+            s += (double)wd[i * LB_QK_K + e] * act[i].qs[e] * act[i].d;
+    return s;
+}
+
+static double abs_dot(void)
+{
+    double s = 0;
+    for (int i = 0; i < NB; i++)
+        for (int e = 0; e < LB_QK_K; e++)
+            s += fabs((double)wd[i * LB_QK_K + e] * act[i].qs[e] * act[i].d);
+    return s;
+}
+
+static void test_reference_accuracy(void)
+{
+    lb_kernel_set k = *lb_kernels_scalar();
+    lb__kdot8_register_ref(&k);
+    for (int rep = 0; rep < 20; rep++) {
+        fill(rep == 0);
+        float s4, s6;
+        k.vec_dot[LB_TYPE_Q4_K](N, &s4, w4, act);
+        double e4 = exact_dot(LB_TYPE_Q4_K, w4), b4 = abs_dot() * 1e-5;
+        k.vec_dot[LB_TYPE_Q6_K](N, &s6, w6, act);
+        double e6 = exact_dot(LB_TYPE_Q6_K, w6), b6 = abs_dot() * 1e-5;
+        CHECKF(fabs(s4 - e4) <= b4, "q4_K rep %d: %.9g vs %.9g", rep, s4, e4);
+        CHECKF(fabs(s6 - e6) <= b6, "q6_K rep %d: %.9g vs %.9g", rep, s6, e6);
+    }
+}
+
+/* Lane order: element 0 of blocks 0 and 2 adds +2^24 and -2^24 to float
+ * lane 0; block 1 adds 1 at element 0 (lane 0: 2^24 + 1 rounds to 2^24, the
+ * sum is 0) or at element 4 (lane 1: kept, the sum is 1). */
+static void test_lane_order(void)
+{
+    lb_kernel_set k = *lb_kernels_scalar();
+    lb__kdot8_register_ref(&k);
+    for (int variant = 0; variant < 2; variant++) {
+        memset(w6, 0, sizeof w6);
+        memset(act, 0, sizeof act);
+        const int e[3] = {0, variant ? 4 : 0, 0};
+        const float da[3] = {16777216.0f, 1.0f, 16777216.0f};
+        const int8_t q[3] = {1, 1, -1};
+        for (int i = 0; i < 3; i++) {
+            w6[i].d = lb_f32_to_f16(1.0f);
+            w6[i].scales[0] = 1;
+            w6[i].ql[e[i]] = 0x01;           /* low 4 bits 1 */
+            w6[i].qh[e[i]] = 0x02;           /* high 2 bits 2: quant (1 | 32) - 32 = 1 */
+            act[i].d = da[i];
+            act[i].qs[e[i]] = q[i];
+        }
+        float s;
+        k.vec_dot[LB_TYPE_Q6_K](3 * LB_QK_K, &s, w6, act);
+        CHECKF(s == (variant ? 1.0f : 0.0f), "variant %d: %g", variant, s);
+    }
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_avx2_equals_reference(void)
+{
+    const lb_kernel_set *v = lb_kernels_avx2();
+    if (!v) {
+        printf("  (no AVX2 on this CPU: skipped)\n");
+        return;
+    }
+    lb_kernel_set r = *lb_kernels_scalar(), a = *v;
+    lb__kdot8_register_ref(&r);
+    lb__kdot8_register_avx2(&a);
+    int bad4 = 0, bad6 = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        fill(rep == 0);
+        for (int nb = 1; nb <= NB; nb++) {
+            float s0, s1;
+            r.vec_dot[LB_TYPE_Q4_K](nb * LB_QK_K, &s0, w4, act);
+            a.vec_dot[LB_TYPE_Q4_K](nb * LB_QK_K, &s1, w4, act);
+            bad4 += !same_bits(s0, s1);
+            r.vec_dot[LB_TYPE_Q6_K](nb * LB_QK_K, &s0, w6, act);
+            a.vec_dot[LB_TYPE_Q6_K](nb * LB_QK_K, &s1, w6, act);
+            bad6 += !same_bits(s0, s1);
+        }
+    }
+    CHECKF(bad4 == 0, "q4_K: %d mismatches", bad4);
+    CHECKF(bad6 == 0, "q6_K: %d mismatches", bad6);
+    /* the dispatch table uses them */
+    CHECK(v->vec_dot[LB_TYPE_Q4_K] == a.vec_dot[LB_TYPE_Q4_K]);
+    CHECK(v->vec_dot[LB_TYPE_Q6_K] == a.vec_dot[LB_TYPE_Q6_K]);
+}
+
+static void test_scalar_set_uses_reference(void)
+{
+    lb_kernel_set r = *lb_kernels_scalar();
+    lb__kdot8_register_ref(&r);
+    CHECK(lb_kernels_scalar()->vec_dot[LB_TYPE_Q4_K] == r.vec_dot[LB_TYPE_Q4_K]);
+    CHECK(lb_kernels_scalar()->vec_dot[LB_TYPE_Q6_K] == r.vec_dot[LB_TYPE_Q6_K]);
+}
+
+int main(void)
+{
+    RUN(test_reference_accuracy);
+    RUN(test_lane_order);
+    RUN(test_avx2_equals_reference);
+    RUN(test_scalar_set_uses_reference);
+    return check_done();
+}
