@@ -3,7 +3,6 @@
 #include "kernels.h"
 
 #include "base/once.h"
-#include "kdot8.h"
 
 static lb_kernel_set scalar_set, avx2_set;
 static bool avx2_ok;
@@ -32,7 +31,6 @@ static void fill_from_ref(lb_kernel_set *k, const char *isa)
 static void build(void)
 {
     fill_from_ref(&scalar_set, "scalar");
-    lb__kdot8_register_ref(&scalar_set);   /* Q4_K/Q6_K dots in llama.cpp's float order */
 #if defined(__x86_64__) || defined(__i386__)
     const lb_cpu_features *f = lb_cpu();
     if (f->avx2 && f->fma && f->f16c) {
@@ -40,7 +38,6 @@ static void build(void)
         lb__kernels_register_avx2_float(&avx2_set);
         lb__kernels_register_avx2_q32(&avx2_set);
         lb__kernels_register_avx2_k(&avx2_set);
-        lb__kdot8_register_avx2(&avx2_set);
         avx2_ok = true;
     }
 #endif

@@ -246,19 +246,53 @@ static void dot_q3_K(int64_t n, float *s, const void *w, const void *act)
     *s = acc;
 }
 
+/* Q4_K and Q6_K keep their float part in 8 lanes, the order of llama.cpp's
+ * AVX2 kernels, so that a Q4_K_M model's matrix products give the same bits
+ * as there (int8 activations turn 1-ulp differences into diverging text; see
+ * kernels/fmath.h).  Per super-block the exact integer sums are kept in 8
+ * lanes, lane k holding the elements e with e mod 32 in 4k..4k+3 (each times
+ * its sub-block scale); lane k of the float accumulator becomes
+ * fma(d_a * d_w, lane sum, acc[k]).  Q4_K's mins go to 4 more lanes, lane r
+ * holding sub-blocks 2r and 2r+1: accm[r] = fma(-d_a * dmin_w, min-weighted
+ * activation sums, accm[r]).  At the end acc is reduced as hi4 + lo4, then
+ * (0+2) + (1+3); accm as (0+2) + (1+3); the result is acc + accm.  Compared
+ * with one float accumulator per row it also rounds less. */
+/* acc reduced as described above: (hi4 + lo4), then (0+2) + (1+3). */
+static float hsum8(const float acc[8])
+{
+    float r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = acc[i + 4] + acc[i];
+    return (r[0] + r[2]) + (r[1] + r[3]);
+}
+
 static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q4_K *b = w;
     const lb_block_a8_K *a = act;
-    unpacked_k u;
-    float acc = 0;
+    float acc[8] = {0}, accm[4] = {0};
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
-        int32_t isum, msum;
-        unpack_q4_K(&b[i], &u);
-        int_sums(&u, 32, &a[i], &isum, &msum);
-        acc = combine_k(acc, a[i].d, lb_f16_to_f32(b[i].d), lb_f16_to_f32(b[i].dmin), isum, msum);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            q4_K_scale_min(b[i].scales, j, &sc[j], &mn[j]);
+        int32_t lane[8] = {0};
+        /* element e = 64c + 32h + l: nibble h of qs[32c + l] */
+        for (int e = 0; e < LB_QK_K; e++) {
+            int c = e / 64, h = (e % 64) / 32, l = e % 32;
+            int q = (b[i].qs[32 * c + l] >> (4 * h)) & 0xF;
+            lane[l / 4] += sc[e / 32] * q * a[i].qs[e];
+        }
+        float d = a[i].d * lb_f16_to_f32(b[i].d);
+        float dmin = -a[i].d * lb_f16_to_f32(b[i].dmin);
+        for (int k = 0; k < 8; k++)
+            acc[k] = fmaf(d, (float)lane[k], acc[k]);
+        const int16_t *bs = a[i].bsums;   /* sub-block j's activation sum is bs[2j] + bs[2j+1] */
+        for (int r = 0; r < 4; r++) {
+            int32_t m = mn[2 * r] * (bs[4 * r] + bs[4 * r + 1]) + mn[2 * r + 1] * (bs[4 * r + 2] + bs[4 * r + 3]);
+            accm[r] = fmaf(dmin, (float)m, accm[r]);
+        }
     }
-    *s = acc;
+    *s = hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *w, const void *act)
@@ -280,15 +314,22 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q6_K *b = w;
     const lb_block_a8_K *a = act;
-    unpacked_k u;
-    float acc = 0;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
-        int32_t isum, msum;
-        unpack_q6_K(&b[i], &u);
-        int_sums(&u, 16, &a[i], &isum, &msum);
-        acc = combine_k(acc, a[i].d, lb_f16_to_f32(b[i].d), 0.0f, isum, msum);
+        int32_t lane[8] = {0};
+        /* element e = 128h + 32k + l: low 4 bits in nibble k/2 of
+         * ql[64h + 32(k%2) + l], high 2 bits at bit 2k of qh[32h + l], +32 */
+        for (int e = 0; e < LB_QK_K; e++) {
+            int h = e / 128, k = (e % 128) / 32, l = e % 32;
+            int lo = (b[i].ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
+            int hi = (b[i].qh[32 * h + l] >> (2 * k)) & 3;
+            lane[l / 4] += b[i].scales[e / 16] * ((lo | (hi << 4)) - 32) * a[i].qs[e];
+        }
+        float d = a[i].d * lb_f16_to_f32(b[i].d);
+        for (int k = 0; k < 8; k++)
+            acc[k] = fmaf(d, (float)lane[k], acc[k]);
     }
-    *s = acc;
+    *s = hsum8(acc);
 }
 
 /* ---- A8_K activations: symmetric, id = 127 / max|x|, q = round-half-even(x * id)

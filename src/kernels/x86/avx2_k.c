@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "base/fp16.h"
 #include "quant/blocks.h"
 
 /* Bit-exactness between reference and SIMD needs every a*b+c rounded twice,
@@ -98,35 +99,54 @@ static inline __m128i q3_K_scales(const uint8_t *packed)
 
 /* ---- dot products */
 
+/* Q4_K and Q6_K: the 8-lane float order of the scalar reference (quant/ref_k.c). */
+static inline float hsum8(__m256 v)
+{
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+static inline float hsum4(__m128 r)
+{
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
 static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q4_K *b = w;
     const lb_block_a8_K *a = act;
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    float acc = 0;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         __m128i sm = q4_K_scales_mins(b[i].scales);
-        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        /* min j pairs with bsums 2j and 2j+1: duplicate each min into two words */
-        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-        __m256i msum = _mm256_madd_epi16(load32(a[i].bsums), mins16);
+        uint8_t scb[16];   /* [8 scales, 8 mins] */
+        _mm_storeu_si128((__m128i *)scb, sm);
+        __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));  /* 8 mins as words */
         __m256i isum = _mm256_setzero_si256();
-        UNROLL
+        _Pragma("GCC unroll 4")
         for (int c = 0; c < 4; c++) {
             __m256i q = load32(b[i].qs + 32 * c);
             __m256i lo = _mm256_and_si256(q, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i p0 = _mm256_maddubs_epi16(lo, load32(a[i].qs + 64 * c));
-            __m256i p1 = _mm256_maddubs_epi16(hi, load32(a[i].qs + 64 * c + 32));
-            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, bcast_word(2 * c)));
-            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, bcast_word(2 * c + 1)));
+            __m256i s0 = _mm256_set1_epi16(scb[2 * c]);
+            __m256i s1 = _mm256_set1_epi16(scb[2 * c + 1]);
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(a[i].qs + 64 * c)), s0);
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(a[i].qs + 64 * c + 32)), s1);
             isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
         }
-        int32_t is, ms;
-        hsum2_i32(isum, msum, &is, &ms);
-        acc = combine_k(acc, a[i].d, h2f(b[i].d), h2f(b[i].dmin), is, ms);
+        float d = a[i].d * _cvtsh_ss(b[i].d);
+        float dmin = -a[i].d * _cvtsh_ss(b[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        /* activation sums of the 8 sub-blocks, then min-weighted in pairs */
+        __m256i bs = load32(a[i].bsums);
+        __m128i sub = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        __m128i m = _mm_madd_epi16(mn16, sub);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(m), accm);
     }
-    *s = acc;
+    *s = hsum8(acc) + hsum4(accm);
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *w, const void *act)
@@ -230,37 +250,39 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q6_K *b = w;
     const lb_block_a8_K *a = act;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    const __m256i m2h = _mm256_set1_epi8(0x30);
-    float acc = 0;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)b[i].scales);
-        __m256i bias = _mm256_madd_epi16(load32(a[i].bsums), _mm256_cvtepi8_epi16(sc8));
         __m256i isum = _mm256_setzero_si256();
-        UNROLL
+        _Pragma("GCC unroll 2")
         for (int h = 0; h < 2; h++) {
-            __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_srli_si128(sc8, 8) : sc8));
             __m256i q0 = load32(b[i].ql + 64 * h);
             __m256i q1 = load32(b[i].ql + 64 * h + 32);
             __m256i qh = load32(b[i].qh + 32 * h);
-            __m256i v[4];
+            __m256i v[4];   /* the unsigned 6-bit quants of the four 32-element chunks */
             v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
             v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
             v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
             v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
-            UNROLL
+            _Pragma("GCC unroll 4")
             for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(v[k], load32(a[i].qs + 128 * h + 32 * k));
-                p = _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc16, pair_word(k)));
-                isum = _mm256_add_epi32(isum, p);
+                __m256i a8 = load32(a[i].qs + 128 * h + 32 * k);
+                /* (q - 32) * a per byte pair: exact in int16 */
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], a8), _mm256_maddubs_epi16(k32, a8));
+                /* sub-blocks 8h+2k (bytes 0-15) and 8h+2k+1 (bytes 16-31) */
+                int sb = 8 * h + 2 * k;
+                __m128i sel = _mm_set_epi64x((long long)(0x0101010101010101ull * (unsigned)(sb + 1)),
+                                             (long long)(0x0101010101010101ull * (unsigned)sb));
+                __m256i scl = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scl));
             }
         }
-        int32_t is, bs;
-        hsum2_i32(isum, bias, &is, &bs);
-        acc = combine_k(acc, a[i].d, h2f(b[i].d), 0.0f, is - 32 * bs, 0);
+        float d = a[i].d * _cvtsh_ss(b[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
     }
-    *s = acc;
+    *s = hsum8(acc);
 }
 
 /* ---- dequantization: y = (d * scale) * q - (dmin * min) with the scalar

@@ -1,7 +1,6 @@
-/* Tests the 8-lane Q4_K / Q6_K dot products (kernels/kdot8.h): the reference
- * equals the exact dot of the dequantized operands within float rounding,
- * follows the stated lane order, the AVX2 variant equals the reference bit
- * for bit, and both kernel sets use these kernels. */
+/* Tests the 8-lane Q4_K / Q6_K dot products (quant/ref_k.c): the reference
+ * equals the exact dot of the dequantized operands within float rounding and
+ * follows the stated lane order, and the AVX2 variant equals it bit for bit. */
 #include "check.h"
 
 #include <math.h>
@@ -9,7 +8,7 @@
 #include <string.h>
 
 #include "base/fp16.h"
-#include "kernels/kdot8.h"
+#include "kernels/kernels.h"
 #include "quant/blocks.h"
 
 #define NB 8   /* super-blocks per row: 2048 elements */
@@ -71,8 +70,7 @@ static double abs_dot(void)
 
 static void test_reference_accuracy(void)
 {
-    lb_kernel_set k = *lb_kernels_scalar();
-    lb__kdot8_register_ref(&k);
+    const lb_kernel_set k = *lb_kernels_scalar();
     for (int rep = 0; rep < 20; rep++) {
         fill(rep == 0);
         float s4, s6;
@@ -90,8 +88,7 @@ static void test_reference_accuracy(void)
  * sum is 0) or at element 4 (lane 1: kept, the sum is 1). */
 static void test_lane_order(void)
 {
-    lb_kernel_set k = *lb_kernels_scalar();
-    lb__kdot8_register_ref(&k);
+    const lb_kernel_set k = *lb_kernels_scalar();
     for (int variant = 0; variant < 2; variant++) {
         memset(w6, 0, sizeof w6);
         memset(act, 0, sizeof act);
@@ -121,9 +118,7 @@ static void test_avx2_equals_reference(void)
         printf("  (no AVX2 on this CPU: skipped)\n");
         return;
     }
-    lb_kernel_set r = *lb_kernels_scalar(), a = *v;
-    lb__kdot8_register_ref(&r);
-    lb__kdot8_register_avx2(&a);
+    const lb_kernel_set r = *lb_kernels_scalar(), a = *v;
     int bad4 = 0, bad6 = 0;
     for (int rep = 0; rep < 200; rep++) {
         fill(rep == 0);
@@ -139,24 +134,13 @@ static void test_avx2_equals_reference(void)
     }
     CHECKF(bad4 == 0, "q4_K: %d mismatches", bad4);
     CHECKF(bad6 == 0, "q6_K: %d mismatches", bad6);
-    /* the dispatch table uses them */
-    CHECK(v->vec_dot[LB_TYPE_Q4_K] == a.vec_dot[LB_TYPE_Q4_K]);
-    CHECK(v->vec_dot[LB_TYPE_Q6_K] == a.vec_dot[LB_TYPE_Q6_K]);
 }
 
-static void test_scalar_set_uses_reference(void)
-{
-    lb_kernel_set r = *lb_kernels_scalar();
-    lb__kdot8_register_ref(&r);
-    CHECK(lb_kernels_scalar()->vec_dot[LB_TYPE_Q4_K] == r.vec_dot[LB_TYPE_Q4_K]);
-    CHECK(lb_kernels_scalar()->vec_dot[LB_TYPE_Q6_K] == r.vec_dot[LB_TYPE_Q6_K]);
-}
 
 int main(void)
 {
     RUN(test_reference_accuracy);
     RUN(test_lane_order);
     RUN(test_avx2_equals_reference);
-    RUN(test_scalar_set_uses_reference);
     return check_done();
 }
