@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "  perplexity  measure perplexity on a text file (llama.cpp's protocol)\n"
             "  info        show a model's metadata, tensors, types and bits per weight\n"
             "  tokenize    show the tokens of a text\n"
+            "  quantize    convert an F16/F32 GGUF to quantized types (q4_K_M, q8_0, ...)\n"
             "\n"
             "`lowbit <command> --help` describes each command's options.\n",
             LB_VERSION_MAJOR, LB_VERSION_MINOR, LB_VERSION_PATCH);
@@ -40,6 +41,8 @@ int main(int argc, char **argv)
         return lb_cli_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize"))
         return lb_cli_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize"))
+        return lb_cli_quantize(argc - 1, argv + 1);
     fprintf(stderr, "lowbit: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

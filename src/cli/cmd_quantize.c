@@ -1,0 +1,148 @@
+/* `lowbit quantize`: converts an F32/F16/BF16 GGUF into a quantized one
+ * (a single type or one of llama.cpp's familiar mixes) and reports what
+ * each tensor became, its bits per weight and its relative RMS error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/progress.h"
+#include "cli.h"
+#include "format/gguf.h"
+#include "quant/quantizer.h"
+
+static const char *help =
+    "usage: lowbit quantize IN.gguf OUT.gguf --type T [options]\n"
+    "\n"
+    "  --type T          q4_K_M (default), q4_K_S, q3_K_M, q3_K_S, q2_K, q5_K_M, q5_K_S, q6_K,\n"
+    "                    q8_0, q4_0, q4_1, q5_0, q5_1 (llama.cpp's mixes of the same names),\n"
+    "                    q3_K, q4_K, q5_K (one type throughout), f16, bf16, f32\n"
+    "  --pure            no mix: every 2-D weight gets the base type of T\n"
+    "  -t, --threads N   threads (default: all CPUs)\n"
+    "  --imatrix FILE    importance matrix (not supported yet: `lowbit imatrix` does not exist)\n"
+    "  --json            print the report as one JSON object on stdout\n"
+    "  -q, --quiet       print only the totals\n";
+
+static void on_progress(float frac, void *user) { lb_progress_update(user, frac); }
+
+static void shape(const lb_quantize_tensor *t, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%lld", (long long)t->ne[0]);
+    for (uint32_t d = 1; d < t->n_dims && n > 0 && (size_t)n < cap; d++)
+        n += snprintf(buf + n, cap - (size_t)n, " x %lld", (long long)t->ne[d]);
+}
+
+static const char *tname(uint32_t t)
+{
+    const lb_type_layout *l = lb_type_layout_of(t);
+    return l && l->name ? l->name : "?";
+}
+
+/* True when the source holds quantized tensors: requantizing compounds the error. */
+static bool source_is_quantized(const char *path)
+{
+    lb_gguf *g = NULL;
+    bool q = false;
+    if (lb_gguf_open_file(path, true, &g, NULL) != LB_OK)
+        return false; /* the quantizer reports the error */
+    for (int64_t i = 0; i < lb_gguf_n_tensors(g); i++) {
+        uint32_t t = lb_gguf_tensor_at(g, i)->type;
+        q |= t != LB_TYPE_F32 && t != LB_TYPE_F16 && t != LB_TYPE_BF16;
+    }
+    lb_gguf_free(g);
+    return q;
+}
+
+int lb_cli_quantize(int argc, char **argv)
+{
+    const char *cmd = "quantize", *in = NULL, *out = NULL, *imatrix = NULL;
+    lb_quantize_params qp = lb_quantize_default_params();
+    bool json = false, quiet = false;
+    long threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+#define VAL() do { if (!(v = lb_cli_value(cmd, argc, argv, &i))) return 2; } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
+        else if (!strcmp(a, "--type")) { VAL(); qp.type = v; }
+        else if (!strcmp(a, "--pure")) qp.pure = true;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
+        else if (!strcmp(a, "--imatrix")) { VAL(); imatrix = v; }
+        else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
+        else if (a[0] == '-' && a[1]) { fprintf(stderr, "lowbit quantize: unknown option '%s' (see --help)\n", a); return 2; }
+        else if (!in) in = a;
+        else if (!out) out = a;
+        else { fprintf(stderr, "lowbit quantize: unexpected argument '%s' (see --help)\n", a); return 2; }
+#undef VAL
+    }
+    if (!in || !out) {
+        fprintf(stderr, "lowbit quantize: IN.gguf and OUT.gguf are required\n\n%s", help);
+        return 2;
+    }
+    if (imatrix) {
+        fprintf(stderr, "lowbit quantize: --imatrix is not supported yet (no `lowbit imatrix` tool exists to make "
+                        "one); quantize without it\n");
+        return 2;
+    }
+    if (!strcmp(in, out)) {
+        fprintf(stderr, "lowbit quantize: IN and OUT are the same file\n");
+        return 2;
+    }
+    if (source_is_quantized(in))
+        fprintf(stderr, "lowbit quantize: warning: %s is already quantized; requantizing adds the errors of both "
+                        "roundings; start from the F16/F32 file if you have it\n", in);
+    qp.n_threads = (int)threads;
+
+    lb_progress bar;
+    lb_progress_params pp = lb_progress_default_params();
+    pp.label = "quantizing";
+    lb_progress_start(&bar, &pp);
+    qp.progress = on_progress;
+    qp.progress_user = &bar;
+    lb_quantize_report rep;
+    lb_err err = {0};
+    lb_status st = lb_quantize_file(in, out, &qp, &rep, &err);
+    lb_progress_finish(&bar, false);
+    if (st) {
+        fprintf(stderr, "lowbit quantize: %s (%s)\n", err.msg, lb_status_str(st));
+        return 1;
+    }
+    if (json) {
+        printf("{\"input\": ");
+        lb_cli_json_str(stdout, in, strlen(in));
+        printf(", \"output\": ");
+        lb_cli_json_str(stdout, out, strlen(out));
+        printf(", \"type\": \"%s\", \"file_type\": %u, \"parameters\": %llu, \"bytes\": %llu, \"bpw\": %.4f, "
+               "\"seconds\": %.3f, \"fallbacks\": %d, \"tensors\": [",
+               qp.type, rep.file_type, (unsigned long long)rep.n_params, (unsigned long long)rep.file_bytes, rep.bpw,
+               rep.seconds, rep.n_fallback);
+        for (int64_t i = 0; i < rep.n_tensors; i++) {
+            const lb_quantize_tensor *t = &rep.tensors[i];
+            printf("%s{\"name\": ", i ? ", " : "");
+            lb_cli_json_str(stdout, t->name, strlen(t->name));
+            printf(", \"ne\": [%lld, %lld, %lld, %lld], \"type\": \"%s\", \"bytes\": %llu, \"bpw\": %.4f, "
+                   "\"rel_rms\": %.6f, \"fallback\": %s}",
+                   (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], tname(t->type),
+                   (unsigned long long)t->bytes, t->bpw, t->rel_rms, t->fallback ? "true" : "false");
+        }
+        printf("]}\n");
+    } else {
+        if (!quiet) {
+            printf("%-32s %-18s %-6s %-6s %12s %8s %10s\n", "tensor", "shape", "from", "type", "bytes", "bpw",
+                   "rel.rms");
+            for (int64_t i = 0; i < rep.n_tensors; i++) {
+                const lb_quantize_tensor *t = &rep.tensors[i];
+                char sh[64];
+                shape(t, sh, sizeof sh);
+                printf("%-32s %-18s %-6s %-6s %12llu %8.3f %10.6f%s%s%s\n", t->name, sh, tname(t->src_type),
+                       tname(t->type), (unsigned long long)t->bytes, t->bpw, t->rel_rms,
+                       t->fallback ? "  (fallback: rows of " : "", t->fallback ? tname(t->wanted) : "",
+                       t->fallback ? " do not fit)" : "");
+            }
+        }
+        printf("%s: %s, %llu parameters, %.2f MiB (from %.2f MiB), %.3f bits per weight, %.1f s%s\n", out, qp.type,
+               (unsigned long long)rep.n_params, rep.file_bytes / 1048576.0, rep.src_bytes / 1048576.0, rep.bpw,
+               rep.seconds, rep.n_fallback ? ", some tensors fell back to another type (see above)" : "");
+    }
+    lb_quantize_report_free(&rep);
+    return 0;
+}
