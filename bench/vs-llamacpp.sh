@@ -21,12 +21,8 @@ run_lowbit() {
     awk -F, -v m="$1" 'NR > 1 { printf "lowbit,%s,%s,%s\n", m, $5, $6 }' >>"$samples"
 }
 run_llama() {
-  "$LLAMA_BENCH" -m "$1" -t "$THREADS" -p "$P" -n "$T" -r 1 -o csv 2>/dev/null |
-    python3 -c '
-import csv, sys
-for r in csv.DictReader(sys.stdin):
-    test = "pp%s" % r["n_prompt"] if r["n_prompt"] != "0" else "tg%s" % r["n_gen"]
-    print("llama.cpp,%s,%s,%s" % (sys.argv[1], test, r["avg_ts"]))' "$1" >>"$samples"
+  "$LLAMA_BENCH" -m "$1" -t "$THREADS" -p "$P" -n "$T" -r 1 -o json 2>/dev/null |
+    jq -r --arg m "$1" '.[] | "llama.cpp,\($m),\(if .n_prompt > 0 then "pp\(.n_prompt)" else "tg\(.n_gen)" end),\(.avg_ts)"' >>"$samples"
 }
 
 for ((i = 1; i <= ROUNDS; i++)); do
@@ -36,18 +32,14 @@ for ((i = 1; i <= ROUNDS; i++)); do
   done
 done
 
-python3 - "$samples" "$THREADS" "$ROUNDS" <<'PY'
-import csv, statistics, sys, os
-rows = list(csv.reader(open(sys.argv[1])))
-data = {}
-for eng, model, test, tps in rows:
-    data.setdefault((os.path.basename(model), test), {}).setdefault(eng, []).append(float(tps))
-print(f"threads {sys.argv[2]}, median of {sys.argv[3]} interleaved runs, tokens/s")
-print(f"| {'model':34} | {'test':6} | {'lowbit':>9} | {'llama.cpp':>9} | {'lowbit/llama.cpp':>16} |")
-print(f"| {'-'*34} | {'-'*6} | {'-'*8}: | {'-'*8}: | {'-'*15}: |")
-for (model, test), d in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][1][:2] != "pp")):
-    lo = statistics.median(d["lowbit"]) if "lowbit" in d else float("nan")
-    ll = statistics.median(d["llama.cpp"]) if "llama.cpp" in d else float("nan")
-    ratio = lo / ll if ll == ll and ll > 0 else float("nan")
-    print(f"| {model:34} | {test:6} | {lo:9.1f} | {ll:9.1f} | {ratio:16.2f} |")
-PY
+# median of a column of numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "threads $THREADS, median of $ROUNDS interleaved runs, tokens/s"
+printf '| %-34s | %-6s | %9s | %9s | %16s |\n' model test lowbit llama.cpp lowbit/llama.cpp
+printf '| %-34s | %-6s | %9s | %9s | %16s |\n' "$(printf '%.0s-' {1..34})" ------ "--------:" "--------:" "---------------:"
+cut -d, -f2,3 "$samples" | sort -u | sort -t, -k1,1 -k2,2 | while IFS=, read -r model test; do
+  lo=$(awk -F, -v m="$model" -v t="$test" '$1 == "lowbit" && $2 == m && $3 == t { print $4 }' "$samples" | median)
+  ll=$(awk -F, -v m="$model" -v t="$test" '$1 == "llama.cpp" && $2 == m && $3 == t { print $4 }' "$samples" | median)
+  awk -v m="$(basename "$model")" -v t="$test" -v lo="$lo" -v ll="$ll" \
+    'BEGIN { printf "| %-34s | %-6s | %9.1f | %9.1f | %16.2f |\n", m, t, lo, ll, (ll > 0 ? lo / ll : 0) }'
+done

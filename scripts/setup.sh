@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 #   emscripten nodejs          the WebAssembly build and running its tests
 #   dpkg-dev                   dpkg-source, to unpack Debian's pcre2 source for emcc
 #   qemu-user gcc-aarch64-linux-gnu   cross-building and running the NEON kernels' tests
-#   python3                    helper scripts
+#   python3                    emscripten's emcc runs on it
 #   valgrind                   optional leak checks by hand
 pkgs=(build-essential gcc make libpcre2-dev clang clang-14 lld libclang-rt-14-dev bear
       emscripten nodejs libjansson-dev jq dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind)
