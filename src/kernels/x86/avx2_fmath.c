@@ -55,7 +55,16 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
     __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
     double sum = reduce16(lo, hi);
-    for (i = n_vec; i < n; i++)
+    /* The tail is added one product at a time in double, as in the
+     * reference; F16C converts eight at a time, the products are exact in
+     * float, so only the order of the double additions matters. */
+    float prod[8];
+    for (i = n_vec; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(prod, _mm256_mul_ps(ld16(a + i), ld16(b + i)));
+        for (int j = 0; j < 8; j++)
+            sum += (double)prod[j];
+    }
+    for (; i < n; i++)
         sum += (double)(lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]));
     return (float)sum;
 }
