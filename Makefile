@@ -156,3 +156,26 @@ build/fuzz/gguf_seeds: tests/fuzz/gguf_seeds.c $(FUZZ_SRC)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -pthread $(WARN) -o $@ $^
 
 -include $(FUZZ_OBJ:.o=.d)
+
+# ---- bench tooling for realistic sizes (bench/README.md "Realistic sizes").
+# lowbit-genmodel writes a synthetic TinyLlama-1.1B-shaped GGUF; lowbit-bandwidth probes read bandwidth for the
+# decode roofline (bench/roofline.sh).  The probe needs no library: its AVX2 loop is chosen at run time.
+.PHONY: bench-tools
+bench-tools: $(BUILD)/lowbit-genmodel $(BUILD)/lowbit-bandwidth
+
+$(BUILD)/lowbit-genmodel: bench/gen_model.c $(BUILD)/liblowbit.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ bench/gen_model.c $(BUILD)/liblowbit.a $(LDLIBS)
+
+$(BUILD)/lowbit-bandwidth: bench/bandwidth.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ bench/bandwidth.c $(LDLIBS)
+
+# ---- server: `lowbit serve` (src/server) is part of the CLI binary only, so Debian's civetweb and
+# jansson are linked into build/*/lowbit and nothing else (the library and the unit tests stay free of them).
+SERVER_SRC := $(wildcard src/server/*.c)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    += $(SERVER_OBJ)
+$(BUILD)/lowbit: $(SERVER_OBJ)
+$(BUILD)/lowbit: LDLIBS += -lcivetweb -ljansson
+-include $(SERVER_OBJ:.o=.d)

@@ -75,6 +75,12 @@ void lb_model_free(lb_model *m);
  * not allocate its cache); "" if none.  Valid until the next call on m. */
 const char *lb_model_last_error(const lb_model *m);
 
+/* Copies the string metadata value under key (e.g. "tokenizer.chat_template")
+ * into buf as a NUL-terminated string.  LB_ERR_NOT_FOUND if the key is absent,
+ * LB_ERR_TYPE if its value is not a string, LB_ERR_RANGE if it needs more than
+ * cap bytes (buf is then left untouched). */
+lb_status lb_model_meta_str(const lb_model *m, const char *key, char *buf, size_t cap);
+
 /* Model facts for display and planning. Strings are owned by the model. */
 typedef struct lb_model_info {
     const char *arch;          /* "llama", "qwen2", ... */
@@ -110,10 +116,35 @@ bool lb_token_is_eog(const lb_model *m, lb_token t);
 
 typedef struct lb_session lb_session;
 
+/* How the KV cache stores keys or values (docs/kv-cache.md has the layouts).
+ * F16 is exact (and bit-compatible with llama.cpp's default cache); the
+ * others are lowbit's own: each head vector is rotated by a fixed randomized
+ * Hadamard transform, then keys are quantized per channel over groups of 64
+ * tokens and values per token over groups of 64 channels, with an f16 scale
+ * and minimum per group; the newest tokens stay in F16 until their group of
+ * 64 is full.  Bytes per token and head (head_dim 64, scales included):
+ * F16 128, Q8 68, Q4 36, Q3 28, Q2 20. */
+typedef enum lb_kv_type {
+    LB_KV_F16 = 0,
+    LB_KV_Q8,
+    LB_KV_Q4,
+    LB_KV_Q3,
+    LB_KV_Q2,
+    LB_KV_TYPE_COUNT
+} lb_kv_type;
+
+/* "f16", "q8", "q4", "q3", "q2"; "?" for a value outside the enum. */
+const char *lb_kv_type_name(lb_kv_type t);
+/* Parses one of the names above (exact, lower case).  Returns
+ * LB_ERR_INVALID_ARG and leaves *out alone for anything else. */
+lb_status lb_kv_type_parse(const char *name, lb_kv_type *out);
+
 typedef struct lb_session_params {
     int n_ctx;        /* context length in tokens; 0 = the model's trained context */
     int n_threads;    /* 0 = number of online CPUs */
     int n_batch;      /* max tokens evaluated in one forward pass; 0 = n_ctx */
+    lb_kv_type kv_type_k;   /* storage of cached keys; default LB_KV_F16 */
+    lb_kv_type kv_type_v;   /* storage of cached values; default LB_KV_F16 */
 } lb_session_params;
 
 lb_session_params lb_session_default_params(void);
@@ -163,9 +194,17 @@ void lb_sampler_accept(lb_sampler *s, lb_token t);
 
 /* ------------------------------------------------------------ generation */
 
+/* Text delivered to the callback is always whole, valid UTF-8: bytes that may
+ * be the start of a character completed by a later token, or the start of a
+ * stop string, are held back and delivered with a later event; bytes that can
+ * never form a valid character are delivered as U+FFFD (EF BF BD).  So a
+ * piece may be empty (held back, or a control token) or carry the text of
+ * several tokens.  When the generation ends with text still held back, cb is
+ * called once more with token = -1 and that text (index = the number of
+ * tokens generated). */
 typedef struct lb_token_event {
-    lb_token token;
-    const char *piece;   /* the token's bytes (see lb_token_piece); not NUL-terminated */
+    lb_token token;      /* -1 for the final flush event */
+    const char *piece;   /* text released with this token (see above); not NUL-terminated */
     size_t piece_len;
     int index;           /* 0 for the first generated token */
     double latency_ms;   /* time since the previous token (or since the start, for the first) */
@@ -179,6 +218,8 @@ typedef struct lb_gen_params {
     bool add_special;          /* add BOS as the model asks; default true */
     bool stop_at_eog;          /* stop at end-of-generation tokens; default true */
     lb_sampler_params sampler;
+    const char *const *stop;   /* n_stop strings: the generation ends when the text contains one; */
+    int n_stop;                /* the stop string and what follows it are never delivered.  Empty strings are ignored. */
 } lb_gen_params;
 
 lb_gen_params lb_gen_default_params(void);
@@ -186,6 +227,10 @@ lb_gen_params lb_gen_default_params(void);
 typedef struct lb_gen_stats {
     int n_prompt, n_gen;
     double prompt_ms, gen_ms;   /* wall time of prefill and of the decode loop */
+    /* Why the generation ended, a static string: "stop" (end-of-generation
+     * token or stop string), "length" (max_tokens), "cancelled" (cb returned
+     * false), "context" (the context is full) or "error". */
+    const char *finish_reason;
 } lb_gen_stats;
 
 /* Resets the session, evaluates the prompt in batches and generates up to

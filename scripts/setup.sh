@@ -16,8 +16,10 @@ export DEBIAN_FRONTEND=noninteractive
 #   qemu-user gcc-aarch64-linux-gnu   cross-building and running the NEON kernels' tests
 #   python3                    emscripten's emcc runs on it
 #   valgrind                   optional leak checks by hand
+#   libcivetweb-dev libjansson-dev   `lowbit serve`: HTTP/SSE server and JSON; curl for the server tests
 pkgs=(build-essential gcc make libpcre2-dev clang clang-14 lld libclang-rt-14-dev bear
-      emscripten nodejs libjansson-dev jq dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind)
+      emscripten nodejs libjansson-dev jq dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind
+      libcivetweb-dev curl)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -72,6 +74,12 @@ EOF
     apt_update_once
   fi
   NODE_PATH=${NODE_PATH:-/usr/share/nodejs} scripts/wasm/build-pcre2.sh build/wasm/pcre2
+fi
+
+# The server tests' node packages (package.json: the official openai client), installed once from the lock file.
+if [ ! -d node_modules/openai ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci (node packages for tests/server)"
+  npm ci --no-audit --no-fund --loglevel=error </dev/null
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -2,7 +2,7 @@
 # THE test command: setup, native unit tests (-Werror), ASan+UBSan, wasm under node, golden, fuzz smoke.
 # Prints a header and the time of each section, then one last line "N passed, N failed"
 # (unit sections add up their checks; every other section counts as one) and exits non-zero if anything failed.
-# Environment: LB_TEST_ONLY="native asan wasm golden fuzz" (cli runs with native, cli-asan with asan) runs a subset; LB_FUZZ_SECONDS (default 60).
+# Environment: LB_TEST_ONLY="native server asan wasm golden fuzz" (cli runs with native, cli-asan with asan) runs a subset; LB_FUZZ_SECONDS (default 60).
 set -u
 cd "$(dirname "$0")/.."
 export CI=${CI:-true}
@@ -60,6 +60,7 @@ start=$SECONDS
 section setup one 1200 scripts/setup.sh </dev/null
 want native && section native unit 900 make -j2 WERROR=1 test
 want native && section cli one 600 tests/cli/run.sh build/release
+want server && section server one 600 tests/server/run.sh
 want asan && section asan unit 900 make -j2 asan
 want asan && section cli-asan one 600 tests/cli/run.sh build/asan
 want wasm && section wasm unit 900 make -j2 wasm-test

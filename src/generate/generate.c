@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "utf8_stream.h"
 
 lb_gen_params lb_gen_default_params(void)
 {
@@ -31,6 +32,9 @@ lb_status lb_generate(lb_session *s, const char *prompt, const lb_gen_params *gp
     lb_gen_stats st_local = {0};
     lb_gen_stats *st = stats ? stats : &st_local;
     memset(st, 0, sizeof *st);
+    st->finish_reason = "error";
+    lb__text_stream ts;
+    lb__text_stream_init(&ts, gp->stop, gp->n_stop);
 
     size_t len = strlen(prompt), n_tok = 0;
     size_t cap = len + 8;
@@ -62,6 +66,7 @@ lb_status lb_generate(lb_session *s, const char *prompt, const lb_gen_params *gp
     st->n_prompt = (int)n_tok;
     st->prompt_ms = t1 - t0;
     double prev = t0;
+    const char *why = "length";   /* also when max_tokens is 0 */
     for (int i = 0; !rc && i < gp->max_tokens; i++) {
         lb_token t = lb_sampler_sample(smp, logits);
         if (t < 0) {
@@ -69,27 +74,47 @@ lb_status lb_generate(lb_session *s, const char *prompt, const lb_gen_params *gp
             rc = LB_ERR_INTERNAL;
             break;
         }
-        if (gp->stop_at_eog && lb_token_is_eog(m, t))
+        if (gp->stop_at_eog && lb_token_is_eog(m, t)) {
+            why = "stop";
             break;
+        }
         double now = lb_time_ms();
         lb_token_event ev = {t, NULL, 0, i, now - prev};
         prev = now;
-        ev.piece = lb_token_piece(m, t, &ev.piece_len);
+        size_t plen = 0;
+        const char *piece = lb_token_piece(m, t, &plen);
+        if ((rc = lb__text_stream_push(&ts, piece, piece ? plen : 0)))
+            break;
+        ev.piece = ts.out;
+        ev.piece_len = ts.n_out;
         st->n_gen = i + 1;
         if (cb && !cb(&ev, user)) {
             rc = LB_ERR_CANCELLED;
+            break;
+        }
+        if (ts.stopped) {
+            why = "stop";
             break;
         }
         if (i + 1 == gp->max_tokens)
             break;
         if (s->n_past >= s->n_ctx) {
             snprintf(s->err, sizeof s->err, "the context of %d tokens is full", s->n_ctx);
+            why = "context";
             break;   /* a full context ends the generation; it is not an error */
         }
         rc = lb_session_eval(s, &t, 1, logits, true);
     }
+    if (!rc && !(rc = lb__text_stream_finish(&ts)) && ts.n_out && cb) {
+        /* The held-back tail is released with the flush event documented in lowbit.h. */
+        lb_token_event ev = {-1, ts.out, ts.n_out, st->n_gen, lb_time_ms() - prev};
+        if (!cb(&ev, user))
+            rc = LB_ERR_CANCELLED;
+    }
     st->gen_ms = lb_time_ms() - t1;
+    st->finish_reason = rc == LB_OK ? why : rc == LB_ERR_CANCELLED ? "cancelled" : "error";
 done:
+    lb__text_stream_free(&ts);
     lb_sampler_free(smp);
     free(toks);
     free(logits);

@@ -261,3 +261,19 @@ const char *lb_token_piece(const lb_model *m, lb_token t, size_t *len) { return 
 bool lb_token_is_eog(const lb_model *m, lb_token t) { return lb_tokenizer_is_eog(m->tok, t); }
 
 const char *lb_model_last_error(const lb_model *m) { return m ? m->err : ""; }
+
+lb_status lb_model_meta_str(const lb_model *m, const char *key, char *buf, size_t cap)
+{
+    if (!m || !key || !buf || cap == 0)
+        return LB_ERR_INVALID_ARG;
+    lb_err err = {0};
+    lb_gguf_str v;
+    lb_status st = lb_gguf_get_str(m->gguf, key, &v, &err);
+    if (st)
+        return st;
+    if (v.len >= cap)
+        return LB_ERR_RANGE;
+    memcpy(buf, v.ptr, (size_t)v.len);
+    buf[v.len] = '\0';
+    return LB_OK;
+}

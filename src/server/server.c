@@ -1,0 +1,558 @@
+/* `lowbit serve`: civetweb routing, limits, auth, SSE streaming and static files. */
+#include "server.h"
+
+#include <civetweb.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "chat_template.h"
+#include "metrics.h"
+#include "openai.h"
+#include "scheduler.h"
+
+#define KEEPALIVE_MS 10000   /* an SSE comment this often while nothing else is sent, so a vanished client is noticed */
+
+typedef struct srv {
+    lb_server_params p;
+    lb_model *model;
+    lb_srv_sched *sched;
+    lb_srv_metrics *metrics;
+    lb_chat_format chat;
+    char web_root[PATH_MAX];   /* realpath of --web-root, "" when none */
+    long started;              /* Unix time, for "created" in /v1/models */
+    atomic_bool stopping;
+    atomic_ulong next_id;
+} srv;
+
+lb_server_params lb_server_default_params(void)
+{
+    lb_server_params p;
+    memset(&p, 0, sizeof p);
+    p.host = "127.0.0.1";
+    p.port = 8080;
+    p.model_name = "lowbit";
+    p.parallel = 1;
+    p.queue = 16;
+    p.max_tokens = 512;
+    p.timeout_s = 300;
+    p.max_body = 1 << 20;
+    return p;
+}
+
+/* ------------------------------------------------------------ replies */
+
+static int reply(struct mg_connection *c, int status, const char *ctype, const char *body, size_t n,
+                 const char *hname, const char *hval, bool close)
+{
+    char len[32];
+    snprintf(len, sizeof len, "%zu", n);
+    mg_response_header_start(c, status);
+    mg_response_header_add(c, "Content-Type", ctype, -1);
+    mg_response_header_add(c, "Content-Length", len, -1);
+    mg_response_header_add(c, "Cache-Control", "no-store", -1);
+    mg_response_header_add(c, "X-Content-Type-Options", "nosniff", -1);
+    if (hname)
+        mg_response_header_add(c, hname, hval, -1);
+    if (close)
+        mg_response_header_add(c, "Connection", "close", -1);
+    mg_response_header_send(c);
+    if (n)
+        mg_write(c, body, n);
+    return status;
+}
+
+static int reply_json(struct mg_connection *c, int status, char *json, const char *hname, const char *hval)
+{
+    if (!json)
+        return reply(c, 500, "application/json",
+                     "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"code\":\"out_of_memory\"}}",
+                     83, NULL, NULL, true);
+    int r = reply(c, status, "application/json", json, strlen(json), hname, hval, false);
+    free(json);
+    return r;
+}
+
+static int reply_error(struct mg_connection *c, int status, const char *type, const char *code, const char *msg,
+                       const char *hname, const char *hval)
+{
+    lb_oai_error e;
+    memset(&e, 0, sizeof e);
+    e.status = status;
+    e.type = type;
+    e.code = code;
+    snprintf(e.message, sizeof e.message, "%s", msg);
+    char *j = lb_oai_error_json(&e);
+    if (!j)
+        return reply_json(c, 500, NULL, NULL, NULL);
+    /* A refused body may be left unread: close rather than let civetweb read it for keep-alive. */
+    int r = reply(c, status, "application/json", j, strlen(j), hname, hval, status == 413);
+    free(j);
+    return r;
+}
+
+/* -------------------------------------------------------- auth, body */
+
+/* Compares the whole length whatever the contents, so timing does not leak how much of a guess matched. */
+static bool same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = la != lb;
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)(a[i < la ? i : 0] ^ b[i]) | (unsigned char)(i >= la);
+    return diff == 0;
+}
+
+static bool authorized(const srv *s, struct mg_connection *c)
+{
+    if (!s->p.api_key)
+        return true;
+    const char *h = mg_get_header(c, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return false;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return same_secret(h, s->p.api_key);
+}
+
+/* Reads the body into a malloc'd buffer; 0 on success, else the HTTP status to answer. */
+static int read_body(const srv *s, struct mg_connection *c, char **out, size_t *n_out)
+{
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    if (ri->content_length > 0 && (unsigned long long)ri->content_length > s->p.max_body)
+        return 413;
+    size_t cap = ri->content_length > 0 ? (size_t)ri->content_length + 1 : 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return 500;
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > s->p.max_body + 1) {
+                free(buf);
+                return 413;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return 500;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        int r = mg_read(c, buf + n, cap - n - 1);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n > s->p.max_body) {
+            free(buf);
+            return 413;
+        }
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *n_out = n;
+    return 0;
+}
+
+/* ----------------------------------------------------- generation */
+
+typedef struct sse {
+    struct mg_connection *c;
+    bool broken;   /* a write failed: the client is gone */
+} sse;
+
+static void sse_send(sse *o, const char *data)
+{
+    if (o->broken || !data)
+        return;
+    size_t n = strlen(data);
+    /* One chunk per event so a proxy or client sees whole events. */
+    char *ev = malloc(n + 9);
+    if (!ev) {
+        o->broken = true;
+        return;
+    }
+    memcpy(ev, "data: ", 6);
+    memcpy(ev + 6, data, n);
+    memcpy(ev + 6 + n, "\n\n", 3);
+    if (mg_send_chunk(o->c, ev, (unsigned)(n + 8)) < 0)
+        o->broken = true;
+    free(ev);
+}
+
+static void make_id(srv *s, bool chat, char *id, size_t cap)
+{
+    unsigned long k = atomic_fetch_add(&s->next_id, 1);
+    snprintf(id, cap, "%s-%lx%06lx", chat ? "chatcmpl" : "cmpl", (unsigned long)time(NULL), k & 0xffffff);
+}
+
+static int status_of(lb_status rc)
+{
+    return rc == LB_ERR_RANGE || rc == LB_ERR_INVALID_ARG ? 400 : 500;
+}
+
+static int handle_generate(srv *s, struct mg_connection *c, bool chat)
+{
+    double t_arrival = lb_time_ms();
+    char *body = NULL;
+    size_t n_body = 0;
+    int st = read_body(s, c, &body, &n_body);
+    if (st == 413) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", s->p.max_body);
+        return reply_error(c, 413, "invalid_request_error", "request_too_large", msg, NULL, NULL);
+    }
+    if (st)
+        return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
+    lb_srv_job *j = lb_srv_job_new();
+    if (!j) {
+        free(body);
+        return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
+    }
+    lb_oai_limits lim = {s->p.max_tokens, s->chat};
+    lb_oai_request req;
+    lb_oai_error e;
+    bool ok = lb_oai_parse(body, n_body, chat, &lim, j, &req, &e);
+    free(body);
+    if (!ok) {
+        lb_srv_job_free(j);
+        return reply_json(c, e.status, lb_oai_error_json(&e), NULL, NULL);
+    }
+
+    /* The prompt must leave room for at least one generated token; a clear 400 beats a failed generation. */
+    size_t n_prompt = 0;
+    lb_status ts = lb_tokenize(s->model, j->prompt, strlen(j->prompt), true, true, NULL, 0, &n_prompt);
+    if ((ts && ts != LB_ERR_RANGE) || (int)n_prompt + 1 > s->p.n_ctx) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the prompt has %zu tokens; the context holds %d (prompt plus generated tokens)",
+                 n_prompt, s->p.n_ctx);
+        lb_srv_job_free(j);
+        return reply_error(c, 400, "invalid_request_error", "context_length_exceeded", msg, NULL, NULL);
+    }
+    if (j->gen.max_tokens > s->p.n_ctx - (int)n_prompt)
+        j->gen.max_tokens = s->p.n_ctx - (int)n_prompt;
+    j->t_arrival_ms = t_arrival;
+    if (!lb_srv_sched_submit(s->sched, j)) {
+        lb_srv_job_free(j);
+        return reply_error(c, 429, "rate_limit_error", "queue_full", "the server is busy: every slot and queue place is taken; retry later",
+                           "Retry-After", "1");
+    }
+    lb_srv_metrics_active(s->metrics, 1);
+
+    char id[48];
+    make_id(s, chat, id, sizeof id);
+    long created = (long)time(NULL);
+    const char *model = s->p.model_name;
+    double deadline = t_arrival + s->p.timeout_s * 1000.0;
+    bool timed_out = false;
+    int status = 200;
+
+    if (req.stream) {
+        mg_response_header_start(c, 200);
+        mg_response_header_add(c, "Content-Type", "text/event-stream", -1);
+        mg_response_header_add(c, "Cache-Control", "no-cache", -1);
+        mg_response_header_add(c, "Transfer-Encoding", "chunked", -1);
+        mg_response_header_add(c, "X-Accel-Buffering", "no", -1);
+        if (chat)
+            mg_response_header_add(c, "X-Chat-Template", lb_chat_format_name(s->chat), -1);
+        mg_response_header_send(c);
+        sse o = {c, false};
+        char *buf = NULL;
+        size_t n = 0, cap = 0;
+        bool first = true;
+        double last_write = lb_time_ms();
+        lb_job_state state = LB_JOB_QUEUED;
+        while (state != LB_JOB_DONE) {
+            state = lb_srv_job_take(j, 200, &buf, &n, &cap);
+            double now = lb_time_ms();
+            if (n || (first && chat && state != LB_JOB_QUEUED)) {
+                char *chunk = lb_oai_chunk(&req, id, created, model, buf, n, NULL, first && chat);
+                sse_send(&o, chunk);
+                free(chunk);
+                first = false;
+                last_write = now;
+            } else if (now - last_write > KEEPALIVE_MS) {
+                if (mg_send_chunk(c, ": keep-alive\n\n", 14) < 0)
+                    o.broken = true;
+                last_write = now;
+            }
+            if (state == LB_JOB_DONE)
+                break;
+            if (now > deadline)
+                timed_out = true;
+            if (o.broken || timed_out || atomic_load(&s->stopping)) {
+                lb_srv_job_abandon(s->sched, j);
+                if (j->state != LB_JOB_DONE)
+                    break;   /* withdrawn from the queue: it never ran */
+                state = lb_srv_job_take(j, 0, &buf, &n, &cap);
+                if (n && !o.broken) {
+                    char *chunk = lb_oai_chunk(&req, id, created, model, buf, n, NULL, first && chat);
+                    sse_send(&o, chunk);
+                    free(chunk);
+                }
+            }
+        }
+        free(buf);
+        if (j->state != LB_JOB_DONE) {
+            lb_oai_error err = {503, "server_error", "timeout", "", ""};
+            snprintf(err.message, sizeof err.message, "no slot became free within the request timeout");
+            char *ej = lb_oai_error_json(&err);
+            sse_send(&o, ej);
+            free(ej);
+            status = 503;
+        } else if (j->rc && !(j->rc == LB_ERR_CANCELLED && (timed_out || o.broken))) {
+            lb_oai_error err = {status_of(j->rc), "server_error", "generation_failed", "", ""};
+            snprintf(err.message, sizeof err.message, "generation failed: %s: %.200s", lb_status_str(j->rc), j->err);
+            char *ej = lb_oai_error_json(&err);
+            sse_send(&o, ej);
+            free(ej);
+            status = 500;
+        } else {
+            const char *fin = lb_oai_finish_reason(timed_out ? "length" : j->stats.finish_reason);
+            char *chunk = lb_oai_chunk(&req, id, created, model, "", 0, fin, first && chat);
+            sse_send(&o, chunk);
+            free(chunk);
+            if (req.include_usage) {
+                chunk = lb_oai_usage_chunk(&req, id, created, model, j->stats.n_prompt, j->stats.n_gen);
+                sse_send(&o, chunk);
+                free(chunk);
+            }
+        }
+        sse_send(&o, "[DONE]");
+        if (!o.broken)
+            mg_send_chunk(c, "", 0);
+        if (o.broken)
+            status = 499;   /* nginx's "client closed request", for the metrics only */
+    } else {
+        /* Text accumulates in the job until it is done: nothing is written before then. */
+        while (lb_srv_job_wait(j, 200) != LB_JOB_DONE && !atomic_load(&s->stopping))
+            if (lb_time_ms() > deadline) {
+                timed_out = true;
+                break;
+            }
+        if (j->state != LB_JOB_DONE)
+            lb_srv_job_abandon(s->sched, j);
+        if (j->state != LB_JOB_DONE) {
+            status = reply_error(c, 503, "server_error", "timeout", "no slot became free within the request timeout",
+                                 NULL, NULL);
+        } else if (j->rc && !(j->rc == LB_ERR_CANCELLED && timed_out)) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "generation failed: %s: %.200s", lb_status_str(j->rc), j->err);
+            status = reply_error(c, status_of(j->rc), status_of(j->rc) == 400 ? "invalid_request_error" : "server_error",
+                                 "generation_failed", msg, NULL, NULL);
+        } else {
+            const char *fin = lb_oai_finish_reason(timed_out ? "length" : j->stats.finish_reason);
+            char *json = lb_oai_response(&req, id, created, model, j->text, j->n_text, fin, j->stats.n_prompt,
+                                         j->stats.n_gen);
+            status = reply_json(c, 200, json, chat ? "X-Chat-Template" : NULL, lb_chat_format_name(s->chat));
+        }
+    }
+    lb_srv_metrics_active(s->metrics, -1);
+    lb_srv_job_free(j);
+    return status;
+}
+
+/* ------------------------------------------------------- static files */
+
+/* Serves a file under --web-root.  The decoded path may not contain "." or ".." segments or
+ * backslashes, and its real path (symlinks resolved) must still lie under the root. */
+static int handle_static(srv *s, struct mg_connection *c, const char *uri)
+{
+    if (!s->web_root[0])
+        return reply_error(c, 404, "invalid_request_error", "not_found", "no such route", NULL, NULL);
+    if (strchr(uri, '\\') || strstr(uri, "//") || strlen(uri) > 1024)
+        return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
+    for (const char *p = uri; (p = strchr(p, '/')); p++)
+        if ((p[1] == '.' && (p[2] == '/' || !p[2])) || (p[1] == '.' && p[2] == '.' && (p[3] == '/' || !p[3])))
+            return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
+    char path[PATH_MAX + 1100], real[PATH_MAX];
+    snprintf(path, sizeof path, "%s%s%s", s->web_root, uri, uri[strlen(uri) - 1] == '/' ? "index.html" : "");
+    size_t lr = strlen(s->web_root);
+    if (!realpath(path, real) || strncmp(real, s->web_root, lr) || (real[lr] != '/' && real[lr] != '\0'))
+        return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
+    char idx[PATH_MAX + 16];
+    snprintf(idx, sizeof idx, "%s/index.html", real);
+    const char *file = real;
+    FILE *probe = fopen(real, "rb");
+    if (!probe)
+        return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
+    fclose(probe);
+    if (!access(idx, R_OK))
+        file = idx;   /* a directory: its index.html */
+    mg_send_mime_file(c, file, NULL);
+    return 200;
+}
+
+/* ------------------------------------------------------------ routes */
+
+static bool method_is(const struct mg_request_info *ri, const char *m) { return !strcmp(ri->request_method, m); }
+
+static int route(srv *s, struct mg_connection *c, lb_srv_route *r)
+{
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    const char *uri = ri->local_uri ? ri->local_uri : "/";
+    struct { const char *path, *method; lb_srv_route id; } api[] = {
+        {"/health", "GET", LB_ROUTE_HEALTH},
+        {"/metrics", "GET", LB_ROUTE_METRICS},
+        {"/v1/models", "GET", LB_ROUTE_MODELS},
+        {"/v1/completions", "POST", LB_ROUTE_COMPLETIONS},
+        {"/v1/chat/completions", "POST", LB_ROUTE_CHAT},
+    };
+    *r = LB_ROUTE_OTHER;
+    int k = -1;
+    for (int i = 0; i < (int)(sizeof api / sizeof api[0]); i++)
+        if (!strcmp(uri, api[i].path))
+            k = i;
+    if (k < 0 && !strncmp(uri, "/v1/", 4))
+        return reply_error(c, 404, "invalid_request_error", "not_found", "no such route", NULL, NULL);
+    if (k >= 0)
+        *r = api[k].id;
+    else
+        *r = LB_ROUTE_STATIC;
+    if (*r == LB_ROUTE_HEALTH)
+        return method_is(ri, "GET") ? reply(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL, NULL, false)
+                                    : reply_error(c, 405, "invalid_request_error", "method_not_allowed",
+                                                  "use GET", "Allow", "GET");
+    if (!authorized(s, c))
+        return reply_error(c, 401, "invalid_request_error", "invalid_api_key",
+                           "a valid API key is required: Authorization: Bearer KEY", "WWW-Authenticate", "Bearer");
+    if (*r == LB_ROUTE_STATIC)
+        return method_is(ri, "GET") ? handle_static(s, c, uri)
+                                    : reply_error(c, 404, "invalid_request_error", "not_found", "no such route", NULL, NULL);
+    if (!method_is(ri, api[k].method)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "use %s", api[k].method);
+        return reply_error(c, 405, "invalid_request_error", "method_not_allowed", msg, "Allow", api[k].method);
+    }
+    switch (*r) {
+    case LB_ROUTE_METRICS: {
+        int q, qc, busy, slots;
+        lb_srv_sched_load(s->sched, &q, &qc, &busy, &slots);
+        char *text = lb_srv_metrics_render(s->metrics, q, qc, busy, slots);
+        if (!text)
+            return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
+        int st = reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL, false);
+        free(text);
+        return st;
+    }
+    case LB_ROUTE_MODELS:
+        return reply_json(c, 200, lb_oai_models(s->p.model_name, s->started, lb_chat_format_name(s->chat), s->p.n_ctx),
+                          "X-Chat-Template", lb_chat_format_name(s->chat));
+    case LB_ROUTE_COMPLETIONS:
+        return handle_generate(s, c, false);
+    default:
+        return handle_generate(s, c, true);
+    }
+}
+
+static int on_request(struct mg_connection *c, void *user)
+{
+    srv *s = user;
+    lb_srv_route r = LB_ROUTE_OTHER;
+    int status = route(s, c, &r);
+    lb_srv_metrics_request(s->metrics, r, status);
+    return status > 0 ? status : 500;
+}
+
+static int on_log(const struct mg_connection *c, const char *msg)
+{
+    fprintf(stderr, "lowbit serve: civetweb: %s\n", msg);
+    return 1;
+}
+
+/* ------------------------------------------------------------ run */
+
+static lb_chat_format detect_chat(const lb_model *m)
+{
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    lb_chat_format f = LB_CHAT_PLAIN;
+    if (buf && lb_model_meta_str(m, "tokenizer.chat_template", buf, cap) == LB_OK)
+        f = lb_chat_detect(buf);
+    free(buf);
+    return f;
+}
+
+int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t *stop)
+{
+    srv *s = calloc(1, sizeof *s);
+    if (!s) {
+        fprintf(stderr, "lowbit serve: out of memory\n");
+        return 1;
+    }
+    s->p = *p;
+    s->model = m;
+    s->started = (long)time(NULL);
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->next_id, 1);
+    s->chat = detect_chat(m);
+    if (p->web_root && !realpath(p->web_root, s->web_root)) {
+        fprintf(stderr, "lowbit serve: --web-root %s: no such directory\n", p->web_root);
+        free(s);
+        return 1;
+    }
+    int rc = 1;
+    char err[512] = "";
+    struct mg_context *ctx = NULL;
+    s->metrics = lb_srv_metrics_new();
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = p->n_ctx;
+    sp.n_threads = p->n_threads;
+    if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, s->metrics, err, sizeof err))) {
+        fprintf(stderr, "lowbit serve: %s\n", err[0] ? err : "out of memory");
+        goto out;
+    }
+
+    char ports[300], threads[16], timeout[16];
+    bool v6 = strchr(p->host, ':') != NULL;
+    snprintf(ports, sizeof ports, "%s%s%s:%d", v6 ? "[" : "", p->host, v6 ? "]" : "", p->port);
+    /* Every generation request holds a civetweb thread while it waits or streams; a few more serve /health and /metrics. */
+    snprintf(threads, sizeof threads, "%d", p->parallel + p->queue + 8);
+    snprintf(timeout, sizeof timeout, "%d", 30000);
+    const char *options[] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        "request_timeout_ms", timeout,   /* also bounds a slowloris header and a stalled reader */
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "5000",
+        "enable_directory_listing", "no",
+        NULL, NULL};
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log_message = on_log;
+    mg_init_library(0);
+    ctx = mg_start(&cb, s, options);
+    if (!ctx) {
+        fprintf(stderr, "lowbit serve: cannot listen on %s (port in use or bad host?)\n", ports);
+        goto out;
+    }
+    mg_set_request_handler(ctx, "**", on_request, s);
+    struct mg_server_port sport[4];
+    int np = mg_get_server_ports(ctx, 4, sport);
+    int port = np > 0 ? sport[0].port : p->port;
+    fprintf(stderr, "lowbit serve: listening on http://%s%s%s:%d (model %s, chat template %s, %d slot%s, context %d)\n",
+            v6 ? "[" : "", p->host, v6 ? "]" : "", port, p->model_name, lb_chat_format_name(s->chat), p->parallel,
+            p->parallel == 1 ? "" : "s", p->n_ctx);
+    while (!*stop) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "lowbit serve: stopping\n");
+    rc = 0;
+out:
+    atomic_store(&s->stopping, true);
+    if (ctx)
+        mg_stop(ctx);   /* waits for the handlers, which give up their jobs once stopping is set */
+    mg_exit_library();
+    lb_srv_sched_free(s->sched);
+    lb_srv_metrics_free(s->metrics);
+    free(s);
+    return rc;
+}
