@@ -18,7 +18,8 @@ static const char *help =
     "                    q3_K, q4_K, q5_K (one type throughout), f16, bf16, f32\n"
     "  --pure            no mix: every 2-D weight gets the base type of T\n"
     "  -t, --threads N   threads (default: all CPUs)\n"
-    "  --imatrix FILE    importance matrix (not supported yet: `lowbit imatrix` does not exist)\n"
+    "  --imatrix FILE    importance matrix from `lowbit imatrix`: weighs each column's rounding\n"
+    "                    error by its mean squared activation\n"
     "  --json            print the report as one JSON object on stdout\n"
     "  -q, --quiet       print only the totals\n";
 
@@ -78,11 +79,6 @@ int lb_cli_quantize(int argc, char **argv)
         fprintf(stderr, "lowbit quantize: IN.gguf and OUT.gguf are required\n\n%s", help);
         return 2;
     }
-    if (imatrix) {
-        fprintf(stderr, "lowbit quantize: --imatrix is not supported yet (no `lowbit imatrix` tool exists to make "
-                        "one); quantize without it\n");
-        return 2;
-    }
     if (!strcmp(in, out)) {
         fprintf(stderr, "lowbit quantize: IN and OUT are the same file\n");
         return 2;
@@ -91,6 +87,21 @@ int lb_cli_quantize(int argc, char **argv)
         fprintf(stderr, "lowbit quantize: warning: %s is already quantized; requantizing adds the errors of both "
                         "roundings; start from the F16/F32 file if you have it\n", in);
     qp.n_threads = (int)threads;
+    lb_imatrix *im = NULL;
+    if (imatrix) {
+        lb_err ierr = {0};
+        lb_status ist = lb_imatrix_load(imatrix, &im, &ierr);
+        if (ist) {
+            fprintf(stderr, "lowbit quantize: %s (%s)\n", ierr.msg, lb_status_str(ist));
+            return 1;
+        }
+        lb_imatrix_meta meta = lb_imatrix_get_meta(im);
+        if (!quiet && !json)
+            fprintf(stderr, "lowbit quantize: importance matrix %s: %lld tensors, %lld chunks, %lld tokens of %s\n",
+                    imatrix, (long long)lb_imatrix_n_entries(im), (long long)meta.chunks, (long long)meta.tokens,
+                    meta.dataset[0] ? meta.dataset : "?");
+        qp.imatrix = im;
+    }
 
     lb_progress bar;
     lb_progress_params pp = lb_progress_default_params();
@@ -102,10 +113,15 @@ int lb_cli_quantize(int argc, char **argv)
     lb_err err = {0};
     lb_status st = lb_quantize_file(in, out, &qp, &rep, &err);
     lb_progress_finish(&bar, false);
+    lb_imatrix_free(im);
     if (st) {
         fprintf(stderr, "lowbit quantize: %s (%s)\n", err.msg, lb_status_str(st));
         return 1;
     }
+    for (int64_t i = 0; i < rep.n_tensors; i++)
+        if (rep.tensors[i].imatrix_missing)
+            fprintf(stderr, "lowbit quantize: warning: the importance matrix has no entry for %s; it was "
+                            "quantized with x^2 weighting alone\n", rep.tensors[i].name);
     if (json) {
         printf("{\"input\": ");
         lb_cli_json_str(stdout, in, strlen(in));
@@ -120,9 +136,10 @@ int lb_cli_quantize(int argc, char **argv)
             printf("%s{\"name\": ", i ? ", " : "");
             lb_cli_json_str(stdout, t->name, strlen(t->name));
             printf(", \"ne\": [%lld, %lld, %lld, %lld], \"type\": \"%s\", \"bytes\": %llu, \"bpw\": %.4f, "
-                   "\"rel_rms\": %.6f, \"fallback\": %s}",
+                   "\"rel_rms\": %.6f, \"fallback\": %s, \"imatrix\": %s}",
                    (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], tname(t->type),
-                   (unsigned long long)t->bytes, t->bpw, t->rel_rms, t->fallback ? "true" : "false");
+                   (unsigned long long)t->bytes, t->bpw, t->rel_rms, t->fallback ? "true" : "false",
+                   t->imatrix_used ? "true" : "false");
         }
         printf("]}\n");
     } else {

@@ -17,6 +17,9 @@ static void usage(FILE *f)
             "  info        show a model's metadata, tensors, types and bits per weight\n"
             "  tokenize    show the tokens of a text\n"
             "  quantize    convert an F16/F32 GGUF to quantized types (q4_K_M, q8_0, ...)\n"
+            "  imatrix     gather an importance matrix from calibration text (for quantize --imatrix)\n"
+            "  eval        compare a quantized model with its reference: PPL, KL, top-1, bits per weight\n"
+            "  serve       an OpenAI-compatible HTTP server with SSE streaming and /metrics\n"
             "\n"
             "`lowbit <command> --help` describes each command's options.\n",
             LB_VERSION_MAJOR, LB_VERSION_MINOR, LB_VERSION_PATCH);
@@ -43,6 +46,12 @@ int main(int argc, char **argv)
         return lb_cli_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize"))
         return lb_cli_quantize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "imatrix"))
+        return lb_cli_imatrix(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return lb_cli_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return lb_cli_serve(argc - 1, argv + 1);
     fprintf(stderr, "lowbit: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

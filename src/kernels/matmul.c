@@ -48,6 +48,17 @@ static void dot_rows(void *ctx, int ith, int nth)
     }
 }
 
+/* Process-wide by design (see matmul.h); plain globals because they change
+ * only while no product runs. */
+static lb_matmul_observer g_observer;
+static void *g_observer_user;
+
+void lb_matmul_set_observer(lb_matmul_observer fn, void *user)
+{
+    g_observer = fn;
+    g_observer_user = user;
+}
+
 size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
 {
     const lb_quant_traits *q = lb_quant_ref(type);
@@ -60,6 +71,8 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
 
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)
 {
+    if (g_observer)
+        g_observer(g_observer_user, w->data, w->rows, w->cols, x, n);
     const lb_kernel_set *k = lb_kernels();
     const lb_quant_traits *q = lb_quant_ref(w->type);
     job j = {w, x, y, n, (void *)(uintptr_t)x, w->cols * sizeof(float), NULL, k->vec_dot[w->type]};

@@ -25,4 +25,17 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n);
  * scratch: lb_matmul_scratch bytes, 32-byte aligned. */
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch);
 
+/* A tool hook that sees the float activations of every product: `lowbit
+ * imatrix` uses it to gather per-column statistics of each weight's inputs.
+ * It is called once per lb_matmul, on the calling thread, before the
+ * activations are converted, with x: [n][cols] and the weight's data
+ * pointer (which names the tensor) and shape.  It must not modify x or call
+ * lb_matmul.  NULL (the default) turns it off; the cost is then one
+ * predictable branch per product.  The observer is process-wide: install it
+ * before any session runs and clear it after they stop, never while another
+ * thread may be inside lb_matmul. */
+typedef void (*lb_matmul_observer)(void *user, const void *weight_data, int64_t rows, int64_t cols,
+                                   const float *x, int64_t n);
+void lb_matmul_set_observer(lb_matmul_observer fn, void *user);
+
 #endif

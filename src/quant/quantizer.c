@@ -50,7 +50,7 @@ const char *lb_quantize_mix_names(void)
 
 lb_quantize_params lb_quantize_default_params(void)
 {
-    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL};
+    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL, NULL};
     return p;
 }
 
@@ -154,6 +154,7 @@ typedef struct qjob {
     int64_t nrows, ne0;
     uint32_t type;
     lb_dequant_fn src_dequant, dst_dequant;
+    const float *importance;      /* [ne0] per-column weights, or NULL */
     uint8_t *dst;                 /* [nrows][dst_row] */
     float *scratch;               /* [n_threads][2 * ne0] */
     double *err, *sum2;           /* [n_threads] */
@@ -169,7 +170,7 @@ static void qjob_run(void *ctx, int ith, int nth)
     for (int64_t r = r0; r < r1; r++) {
         uint8_t *d = j->dst + (size_t)r * j->dst_row;
         j->src_dequant(j->src + (size_t)r * j->src_row, x, j->ne0);
-        lb_quantize_row(j->type, x, d, j->ne0, NULL);
+        lb_quantize_row(j->type, x, d, j->ne0, j->importance);
         j->dst_dequant(d, y, j->ne0);
         for (int64_t i = 0; i < j->ne0; i++) {
             double dx = (double)x[i] - y[i];
@@ -334,13 +335,27 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
                               lb_type_layout_of(type)->name);
                 goto out;
             }
+            const float *imp = NULL;
+            if (p->imatrix && is_quantized(type)) {
+                int64_t icols = 0;
+                imp = lb_imatrix_find(p->imatrix, name, &icols);
+                if (imp && icols != ne0) {
+                    st = lb__errf(err, LB_ERR_INVALID_ARG, "tensor %s: the importance matrix has %" PRId64
+                                  " columns for it, the tensor %" PRId64 " (made for another model?)", name, icols, ne0);
+                    goto out;
+                }
+                r->imatrix_used = imp != NULL;
+                r->imatrix_missing = imp == NULL;
+                if (!imp && rep)
+                    rep->n_imatrix_missing++;
+            }
             bufs[i] = malloc(r->bytes ? r->bytes : 1);
             if (!bufs[i]) {
                 st = lb__errf(err, LB_ERR_NOMEM, "tensor %s: out of memory for %" PRIu64 " bytes", name, r->bytes);
                 goto out;
             }
             qjob job = {t->data, lb_type_row_bytes(t->type, ne0), lb_type_row_bytes(type, ne0), nrows, ne0, type,
-                        src->dequant, dst->dequant, bufs[i], scratch, acc, acc + nth};
+                        src->dequant, dst->dequant, imp, bufs[i], scratch, acc, acc + nth};
             memset(acc, 0, (size_t)nth * 2 * sizeof *acc);
             lb_pool_run(pool, qjob_run, &job);
             double e = 0, s2 = 0;

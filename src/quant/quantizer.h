@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "quant/imatrix.h"
 
 typedef struct lb_quantize_params {
     const char *type;    /* "q4_K_M", "q8_0", "f16", ... (lb_quantize_mix_names) */
@@ -17,6 +18,10 @@ typedef struct lb_quantize_params {
     /* progress: fraction 0..1 of the parameters done, called from the calling thread */
     void (*progress)(float frac, void *user);
     void *progress_user;
+    /* Per-column importance (quant/imatrix.h) for the rows of each quantized
+     * tensor, looked up by name; NULL = weigh by x^2 alone.  A tensor the
+     * matrix lacks is quantized without it and marked imatrix_missing. */
+    const lb_imatrix *imatrix;
 } lb_quantize_params;
 
 lb_quantize_params lb_quantize_default_params(void);
@@ -31,6 +36,8 @@ typedef struct lb_quantize_tensor {
     double rel_rms;      /* sqrt(sum (x - q)^2 / sum x^2); 0 for exact copies */
     bool fallback;       /* the wanted type did not fit the row length */
     uint32_t wanted;     /* the type the policy asked for (differs when fallback) */
+    bool imatrix_used;   /* quantized with the importance matrix's vector */
+    bool imatrix_missing;/* quantized, an importance matrix was given, but it has no entry */
 } lb_quantize_tensor;
 
 typedef struct lb_quantize_report {
@@ -42,6 +49,7 @@ typedef struct lb_quantize_report {
     double bpw;                   /* file_bytes * 8 / n_params */
     double seconds;
     int n_fallback;
+    int n_imatrix_missing;
     bool requantized;             /* the source held quantized tensors (quality lost) */
     uint32_t file_type;           /* general.file_type written (llama_ftype numbering) */
 } lb_quantize_report;

@@ -26,10 +26,14 @@ void lb__quant_weights(const float *x, const float *importance, int n, float *w)
     /* A floor of a fraction of the mean square: pure x^2 would let the
      * search ignore small elements entirely, which costs accuracy on the
      * many near-zero weights of a real matrix. */
-    float floor_ = (float)(0.25 * s2 / n);
+    float floor_ = (float)(0.25 * s2 / n), sigma2 = (float)(s2 / n);
     for (int i = 0; i < n; i++) {
-        float v = x[i] * x[i] + floor_;
-        w[i] = importance ? importance[i] * v : v;
+        /* With an importance vector (the mean x^2 of the activations of
+         * this column) the weight magnitude enters only softly: squaring it
+         * again would stress large weights twice.  Measured on techdocs-28M
+         * q2_K, 80 chunks: PPL 4.8384 with importance * sqrt(sigma^2 + x^2)
+         * against 4.9011 with importance * (x^2 + floor). */
+        w[i] = importance ? importance[i] * sqrtf(sigma2 + x[i] * x[i]) : x[i] * x[i] + floor_;
     }
 }
 
