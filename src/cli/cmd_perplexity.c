@@ -20,6 +20,8 @@ static const char *help =
     "  -c, --ctx-size N     tokens per chunk (default 512)\n"
     "      --chunks N       score only the first N chunks (default: all)\n"
     "  -t, --threads N      threads (default: all CPUs)\n"
+    "      --kv-k TYPE      KV cache type of keys: f16 (default), q8, q4, q3, q2\n"
+    "      --kv-v TYPE      KV cache type of values (same choices)\n"
     "      --json           print one JSON object on stdout (ppl, tokens, chunks, ...)\n";
 
 /* -log p(target) from one row of logits, in double. */
@@ -39,6 +41,7 @@ int lb_cli_perplexity(int argc, char **argv)
     const char *cmd = "perplexity", *model = NULL, *file = NULL;
     long n_ctx = 512, max_chunks = -1, threads = 0;
     bool json = false;
+    lb_kv_type kv_k = LB_KV_F16, kv_v = LB_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
 #define VAL() do { if (!(v = lb_cli_value(cmd, argc, argv, &i))) return 2; } while (0)
@@ -49,6 +52,15 @@ int lb_cli_perplexity(int argc, char **argv)
         else if (!strcmp(a, "--chunks")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 1L << 30, &max_chunks)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--kv-k") || !strcmp(a, "--kv-v")) {
+            VAL();
+            lb_kv_type t;
+            if (lb_kv_type_parse(v, &t)) {
+                fprintf(stderr, "lowbit perplexity: bad value for %s: '%s' (one of f16, q8, q4, q3, q2)\n", a, v);
+                return 2;
+            }
+            *(a[5] == 'k' ? &kv_k : &kv_v) = t;
+        }
         else { fprintf(stderr, "lowbit perplexity: unknown option '%s' (see --help)\n", a); return 2; }
 #undef VAL
     }
@@ -88,6 +100,8 @@ int lb_cli_perplexity(int argc, char **argv)
     sp.n_ctx = (int)n_ctx;
     sp.n_batch = (int)n_ctx;
     sp.n_threads = (int)threads;
+    sp.kv_type_k = kv_k;
+    sp.kv_type_v = kv_v;
     lb_status st = lb_session_new(m, &sp, &s);
     if (st) {
         fprintf(stderr, "lowbit perplexity: cannot create a session: %s: %s\n", lb_status_str(st), lb_model_last_error(m));

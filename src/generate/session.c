@@ -38,7 +38,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
         st = lb__errf(&err, LB_ERR_NOMEM, "cannot start %d threads", s->n_threads);
     if (!st) {
         s->n_threads = lb_pool_size(s->pool);
-        st = lb_kv_cache_new(&m->hp, s->n_ctx, s->n_threads, &s->kv, &err);
+        st = lb_kv_cache_new_typed(&m->hp, s->n_ctx, s->n_threads, p->kv_type_k, p->kv_type_v, 0, &s->kv, &err);
     }
     if (!st)
         st = lb_forward_new(m, s->n_batch, &s->fwd, &err);

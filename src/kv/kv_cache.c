@@ -29,6 +29,7 @@ struct lb_kv_cache {
     float *scores;    /* [n_threads][n_head / n_head_kv][n_ctx] */
     lb_f16 *q16;      /* [n_threads][n_head / n_head_kv][head_dim]  the query as f16 */
     lb_f16 *p16;      /* [n_threads][n_ctx]  probabilities of one head as f16 */
+    lb_kvq_cache *q;  /* the quantized store (then none of the above is allocated), or NULL */
 };
 
 static size_t cache_bytes(const lb_hparams *hp, int n_ctx)
@@ -75,10 +76,35 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
     return LB_OK;
 }
 
+lb_status lb_kv_cache_new_typed(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_type k, lb_kv_type v,
+                                int n_sink, lb_kv_cache **out, lb_err *err)
+{
+    if (!lb_kv_type_bits(k) || !lb_kv_type_bits(v))
+        return lb__errf(err, LB_ERR_INVALID_ARG, "unknown KV cache type (K %d, V %d)", (int)k, (int)v);
+    if (k == LB_KV_F16 && v == LB_KV_F16)
+        return lb_kv_cache_new(hp, n_ctx, n_threads, out, err);
+    lb_kv_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return lb__errf(err, LB_ERR_NOMEM, "cannot allocate the KV cache");
+    lb_status st = lb__kvq_cache_new(hp, n_ctx, n_threads, k, v, n_sink, &c->q, err);
+    if (st) {
+        free(c);
+        return st;
+    }
+    c->n_ctx = n_ctx;
+    *out = c;
+    return LB_OK;
+}
+
+size_t lb__kv_cache_wrapper_bytes(void) { return sizeof(lb_kv_cache); }
+
+lb_kvq_cache *lb__kv_cache_quant(lb_kv_cache *c) { return c->q; }
+
 void lb_kv_cache_free(lb_kv_cache *c)
 {
     if (!c)
         return;
+    lb__kvq_cache_free(c->q);
     lb_aligned_free(c->k);
     lb_aligned_free(c->vt);
     lb_aligned_free(c->scores);
@@ -186,6 +212,8 @@ static void attend(void *ctx, int il, int pos0, int n, const float *q, float *ou
 
 lb_kv_ops lb_kv_cache_ops(lb_kv_cache *c)
 {
+    if (c->q)
+        return lb__kvq_cache_ops(c->q);
     lb_kv_ops ops = {c, store, attend};
     return ops;
 }

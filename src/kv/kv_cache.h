@@ -1,9 +1,12 @@
 /* The KV cache of one session: keys and values of every layer for up to
- * n_ctx positions, sized and allocated once.  This version stores F16; the
- * quantized, paged store replaces it behind the same lb_kv_ops. */
+ * n_ctx positions, sized and allocated once.  F16/F16 is the exact store of
+ * kv_cache.c; any other K/V type pair is the quantized store of kv_quant.c,
+ * behind the same lb_kv_ops. */
 #ifndef LB_KV_KV_CACHE_H
 #define LB_KV_KV_CACHE_H
 
+#include "kv_quant.h"
+#include "kv_types.h"
 #include "model/forward.h"
 
 typedef struct lb_kv_cache lb_kv_cache;
@@ -11,10 +14,22 @@ typedef struct lb_kv_cache lb_kv_cache;
 /* Bytes a cache for this model and context takes (for planning). */
 size_t lb_kv_cache_bytes(const lb_hparams *hp, int n_ctx, int n_threads);
 
+/* An F16/F16 cache (the same as lb_kv_cache_new_typed with F16, F16, 0). */
 lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_cache **out, lb_err *err);
+/* A cache storing keys as k and values as v, the first n_sink positions kept
+ * in F16 (ignored for F16/F16).  Allocates exactly
+ * lb_kv_estimate_bytes_sinks(hp, n_ctx, k, v, n_sink, n_threads) bytes.
+ * Errors: LB_ERR_INVALID_ARG (bad counts or type), LB_ERR_UNSUPPORTED (a
+ * quantized type with a head_dim other than 64/128/256), LB_ERR_NOMEM. */
+lb_status lb_kv_cache_new_typed(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_type k, lb_kv_type v,
+                                int n_sink, lb_kv_cache **out, lb_err *err);
 void lb_kv_cache_free(lb_kv_cache *c);
 /* The operations the forward pass calls. */
 lb_kv_ops lb_kv_cache_ops(lb_kv_cache *c);
 int lb_kv_cache_n_ctx(const lb_kv_cache *c);
+/* The quantized store inside c, or NULL for an F16/F16 cache (tests). */
+lb_kvq_cache *lb__kv_cache_quant(lb_kv_cache *c);
+/* The bytes of the handle wrapped around a quantized store (for the estimator). */
+size_t lb__kv_cache_wrapper_bytes(void);
 
 #endif

@@ -10,7 +10,10 @@
 typedef struct lb_kv_ops {
     void *ctx;
     /* Keeps K and V of n tokens at positions pos0 .. pos0+n-1 of layer il.
-     * k, v: [n][n_head_kv * head_dim], K already rotated by RoPE. */
+     * k, v: [n][n_head_kv * head_dim], K already rotated by RoPE.  They must
+     * stay valid and unchanged until attend() of the same layer and tokens
+     * returns: a cache may defer the storing to interleave it with the
+     * attention (kv/kv_quant.c does, so a batch sees what single tokens see). */
     lb_status (*store)(void *ctx, int il, int pos0, int n, const float *k, const float *v);
     /* out: [n][n_head * head_dim] = causal attention of q ([n][n_head * head_dim],
      * scaled by 1/sqrt(head_dim) inside) over the cached positions 0 .. pos0+i
