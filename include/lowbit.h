@@ -149,6 +149,75 @@ typedef struct lb_session_params {
 
 lb_session_params lb_session_default_params(void);
 
+/* ------------------------------------------------------------- planning
+ * How much context fits in a memory budget, for every KV type pair, before
+ * anything is allocated (docs/kv-cache.md, "Planner").  The total counted
+ * for a context n is
+ *   file_bytes (the weights are in memory in the browser, mmap'd natively)
+ *   + model_bytes (tokenizer and model structures, estimated from the header)
+ *   + overhead_bytes (LB_PLAN_OVERHEAD: code, stacks, allocator slack, the
+ *     session, its thread pool and one row of logits)
+ *   + the KV cache (exactly what lb_session_new allocates for it)
+ *   + the forward scratch for the session's batch size. */
+
+#define LB_PLAN_MAX_CTX (1 << 20)          /* no context beyond this is considered */
+#define LB_PLAN_OVERHEAD (4u << 20)        /* fixed bytes for code, stacks and allocator slack */
+#define LB_PLAN_N_PAIRS (LB_KV_TYPE_COUNT * LB_KV_TYPE_COUNT)
+
+typedef struct lb_plan_params {
+    int min_ctx;     /* the context the recommendation should reach; 0 = the trained context */
+    int max_ctx;     /* the largest context considered; 0 = LB_PLAN_MAX_CTX (larger is clamped to it) */
+    int n_threads;   /* as lb_session_params.n_threads (the cache keeps scratch per thread); 0 = online CPUs */
+    int n_batch;     /* as lb_session_params.n_batch; 0 = the session default, min(n_ctx, 512) */
+} lb_plan_params;
+
+lb_plan_params lb_plan_default_params(void);
+
+typedef struct lb_plan_entry {
+    lb_kv_type kv_k, kv_v;
+    bool supported;            /* false when the model cannot use this pair (head_dim not 64/128/256) */
+    uint64_t bytes_per_token;  /* KV bytes per token, scales included, F16 residual window excluded */
+    int n_ctx;                 /* the largest context that fits the budget; 0 when none does */
+    uint64_t kv_bytes;         /* the KV cache at n_ctx (residual window and scratch included) */
+    uint64_t scratch_bytes;    /* the forward scratch at n_ctx's batch size */
+    uint64_t total_bytes;      /* fixed_bytes + kv_bytes + scratch_bytes */
+} lb_plan_entry;
+
+typedef struct lb_plan_result {
+    uint64_t bytes_needed;     /* after LB_ERR_RANGE: call again with at least this many bytes of the file */
+    uint64_t file_bytes;       /* size of the whole file (as its header implies) */
+    uint64_t weight_bytes;     /* of which tensor data */
+    uint64_t model_bytes;      /* estimated heap of the loaded model's structures (tokenizer, ...) */
+    uint64_t overhead_bytes;   /* LB_PLAN_OVERHEAD + session, pool and logits */
+    uint64_t fixed_bytes;      /* file_bytes + model_bytes + overhead_bytes: the cost of any context */
+    int n_ctx_train, n_threads, n_batch, min_ctx, max_ctx;
+    /* All 25 pairs, keys-major in enum order: pairs[k * LB_KV_TYPE_COUNT + v]. */
+    lb_plan_entry pairs[LB_PLAN_N_PAIRS];
+    /* Index into pairs: the most precise pair whose context reaches min_ctx,
+     * else the pair with the largest context; -1 when nothing fits.  Pairs
+     * rank by the bits of the lower-precision side, then of the keys, then of
+     * the values (so q8/q8 ranks above f16/q4). */
+    int recommended;
+    char error[256];           /* why a call failed ("" on success) */
+} lb_plan_result;
+
+/* Plans from the start of a GGUF file: header_bytes holds its first len
+ * bytes (at least the metadata and tensor infos; the whole file is fine too).
+ * The tensor data need not be present.  Returns LB_OK and fills *out; or
+ * LB_ERR_RANGE when the prefix ends inside the header, with
+ * out->bytes_needed > len (fetch that many bytes and call again: it is at
+ * least 1 MiB and at least twice len, so a long header takes few rounds; if
+ * len was already the whole file, the file is truncated);
+ * LB_ERR_FORMAT / LB_ERR_UNSUPPORTED / LB_ERR_NOT_FOUND for a file lowbit
+ * cannot plan (message in out->error); LB_ERR_INVALID_ARG for bad params.
+ * memory_budget is in bytes; a budget below fixed_bytes gives LB_OK with
+ * every n_ctx 0 and recommended -1. */
+lb_status lb_plan_from_gguf(const void *header_bytes, size_t len, size_t memory_budget, const lb_plan_params *p,
+                            lb_plan_result *out);
+
+/* The same for a loaded model (file_bytes is the size of the loaded image). */
+lb_status lb_plan_model(const lb_model *m, size_t memory_budget, const lb_plan_params *p, lb_plan_result *out);
+
 /* Creates a session: the KV cache and scratch buffers are sized and allocated
  * here, once.  The model must outlive the session. */
 lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out);

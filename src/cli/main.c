@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "  imatrix     gather an importance matrix from calibration text (for quantize --imatrix)\n"
             "  eval        compare a quantized model with its reference: PPL, KL, top-1, bits per weight\n"
             "  serve       an OpenAI-compatible HTTP server with SSE streaming and /metrics\n"
+            "  plan        how much context fits in a memory budget, per KV cache type\n"
             "\n"
             "`lowbit <command> --help` describes each command's options.\n",
             LB_VERSION_MAJOR, LB_VERSION_MINOR, LB_VERSION_PATCH);
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
         return lb_cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return lb_cli_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan"))
+        return lb_cli_plan(argc - 1, argv + 1);
     fprintf(stderr, "lowbit: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

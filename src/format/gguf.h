@@ -48,6 +48,17 @@ typedef struct lb_gguf lb_gguf;
  * does not own except `data`. */
 lb_status lb_gguf_open_memory(const void *data, size_t size, lb_gguf **out, lb_err *err);
 
+/* Parses only the header (metadata and tensor infos) from data, the first
+ * size bytes of a GGUF file (or all of it), for planning before the weights
+ * are fetched.  Everything is validated as by lb_gguf_open_memory except that
+ * tensor data may lie past the end of data: the tensors' `data` pointers are
+ * NULL, and lb_gguf_implied_size gives the file size the header implies.
+ * If data ends inside the header, returns LB_ERR_RANGE and, when need is
+ * non-NULL, stores in *need a byte count > size that the parse needs to get
+ * further (a lower bound: a long header may need several rounds).  data is
+ * not copied and must outlive the view. */
+lb_status lb_gguf_open_header(const void *data, size_t size, lb_gguf **out, uint64_t *need, lb_err *err);
+
 /* Opens a file: mmap natively when use_mmap, otherwise reads it into memory
  * (always read under WebAssembly).  The view owns the mapping or buffer. */
 lb_status lb_gguf_open_file(const char *path, bool use_mmap, lb_gguf **out, lb_err *err);
@@ -57,7 +68,8 @@ void lb_gguf_free(lb_gguf *g);
 uint32_t lb_gguf_version(const lb_gguf *g);
 uint64_t lb_gguf_alignment(const lb_gguf *g);
 uint64_t lb_gguf_data_offset(const lb_gguf *g);  /* byte offset of the data section in the file */
-size_t lb_gguf_file_size(const lb_gguf *g);
+size_t lb_gguf_file_size(const lb_gguf *g);       /* the bytes held (a prefix for lb_gguf_open_header) */
+uint64_t lb_gguf_implied_size(const lb_gguf *g);  /* the end of the furthest tensor data, or the data offset */
 const void *lb_gguf_bytes(const lb_gguf *g);      /* the whole file image */
 
 /* ---- metadata */

@@ -35,6 +35,9 @@ struct lb_gguf {
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;
+    bool header_only;                 /* tensor data may lie past the end of bytes */
+    uint64_t implied_size;            /* end of the furthest tensor data (or data_offset) */
+    uint64_t want;                    /* after a failed parse: how far a read that ran off the end wanted to go */
 
     int64_t n_kv;
     gguf_kv *kv;                      /* [n_kv] */
@@ -56,6 +59,7 @@ typedef struct cursor {
     const uint8_t *p;   /* [size] */
     size_t size;
     size_t pos;
+    uint64_t want;      /* end offset of the furthest read that ran past size; 0 if none */
 } cursor;
 
 static uint32_t le32(const uint8_t *p)
@@ -70,9 +74,24 @@ static uint64_t le64(const uint8_t *p)
 
 static size_t left(const cursor *c) { return c->size - c->pos; }
 
+static uint64_t sat_mul(uint64_t a, uint64_t b) { return b && a > UINT64_MAX / b ? UINT64_MAX : a * b; }
+
+/* True when n more bytes are present.  Otherwise records where the read
+ * wanted to end, so that a header-only parse of a prefix of the file can
+ * tell its caller how many bytes to fetch. */
+static bool have(cursor *c, uint64_t n)
+{
+    if (n <= left(c))
+        return true;
+    uint64_t end = n > UINT64_MAX - c->pos ? UINT64_MAX : c->pos + n;
+    if (end > c->want)
+        c->want = end;
+    return false;
+}
+
 static bool rd_u32(cursor *c, uint32_t *v)
 {
-    if (left(c) < 4)
+    if (!have(c, 4))
         return false;
     *v = le32(c->p + c->pos);
     c->pos += 4;
@@ -81,7 +100,7 @@ static bool rd_u32(cursor *c, uint32_t *v)
 
 static bool rd_u64(cursor *c, uint64_t *v)
 {
-    if (left(c) < 8)
+    if (!have(c, 8))
         return false;
     *v = le64(c->p + c->pos);
     c->pos += 8;
@@ -141,7 +160,7 @@ static lb_status rd_str(cursor *c, lb_gguf_str *s, const char *what, lb_err *err
     if (!rd_u64(c, &n))
         return lb__errf(err, LB_ERR_FORMAT, "%s: string length at byte %zu runs past the end of the file (%zu bytes)",
                         what, at, c->size);
-    if (n > left(c))
+    if (!have(c, n))
         return lb__errf(err, LB_ERR_FORMAT,
                         "%s: string at byte %zu claims %" PRIu64 " bytes but only %zu remain in the file",
                         what, at, n, left(c));
@@ -225,7 +244,7 @@ static lb_status parse_kv(lb_gguf *g, cursor *c, int64_t idx, gguf_kv *kv, lb_er
         kv->elems = c->p + c->pos;
         if (et == LB_GGUF_STRING) {
             /* Each element needs at least its 8-byte length. */
-            if (n > left(c) / 8)
+            if (!have(c, sat_mul(n, 8)))
                 return lb__errf(err, LB_ERR_FORMAT,
                                 "key '%s' at byte %" PRIu64 ": array of %" PRIu64
                                 " strings cannot fit in the %zu bytes left in the file",
@@ -247,7 +266,7 @@ static lb_status parse_kv(lb_gguf *g, cursor *c, int64_t idx, gguf_kv *kv, lb_er
             }
         } else {
             uint64_t es = vtype_size[et];
-            if (n > left(c) / es)
+            if (!have(c, sat_mul(n, es)))
                 return lb__errf(err, LB_ERR_FORMAT,
                                 "key '%s' at byte %" PRIu64 ": array of %" PRIu64 " %s (%" PRIu64
                                 " bytes each) runs past the end of the file (%zu bytes left)",
@@ -262,7 +281,7 @@ static lb_status parse_kv(lb_gguf *g, cursor *c, int64_t idx, gguf_kv *kv, lb_er
         }
     } else {
         uint64_t es = vtype_size[t];
-        if (left(c) < es)
+        if (!have(c, es))
             return lb__errf(err, LB_ERR_FORMAT, "key '%s' at byte %" PRIu64 ": %s value runs past the end of the file",
                             SHOW(kv->key), kv->at, lb_gguf_vtype_name(kv->type));
         kv->elems = c->p + c->pos;
@@ -460,20 +479,35 @@ static lb_status parse_tensors(lb_gguf *g, cursor *c, lb_err *err)
 
 static lb_status place_tensors(lb_gguf *g, lb_err *err)
 {
+    g->implied_size = g->data_offset;
     if (g->n_tensors == 0)
         return LB_OK;
-    if (g->data_offset > g->size)
+    if (g->header_only) {
+        /* The data is elsewhere: only the offsets and sizes are checked. */
+        for (int64_t i = 0; i < g->n_tensors; i++) {
+            const lb_gguf_tensor *t = &g->tensors[i];
+            uint64_t room = UINT64_MAX - g->data_offset;
+            if (t->offset > room || t->nbytes > room - t->offset)
+                return lb__errf(err, LB_ERR_FORMAT,
+                                "tensor '%s': data at offset %" PRIu64 " + %" PRIu64 " bytes overflows a 64-bit file size",
+                                SHOW(t->name), t->offset, t->nbytes);
+            if (g->data_offset + t->offset + t->nbytes > g->implied_size)
+                g->implied_size = g->data_offset + t->offset + t->nbytes;
+        }
+    } else if (g->data_offset > g->size)
         return lb__errf(err, LB_ERR_FORMAT, "data section at offset %" PRIu64 " starts past the end of the file (%zu bytes)",
                         g->data_offset, g->size);
-    uint64_t avail = g->size - g->data_offset;
-    for (int64_t i = 0; i < g->n_tensors; i++) {
+    for (int64_t i = 0; i < g->n_tensors && !g->header_only; i++) {
         lb_gguf_tensor *t = &g->tensors[i];
+        uint64_t avail = g->size - g->data_offset;
         if (t->offset > avail || t->nbytes > avail - t->offset)
             return lb__errf(err, LB_ERR_FORMAT,
                             "tensor '%s': data at offset %" PRIu64 " + %" PRIu64
                             " bytes runs past the end of the file (%zu bytes)",
                             SHOW(t->name), g->data_offset + t->offset, t->nbytes, g->size);
         t->data = g->bytes + g->data_offset + t->offset;
+        if (g->data_offset + t->offset + t->nbytes > g->implied_size)
+            g->implied_size = g->data_offset + t->offset + t->nbytes;
     }
     span *sp = malloc((size_t)g->n_tensors * sizeof *sp);
     if (!sp)
@@ -508,13 +542,13 @@ static lb_status place_tensors(lb_gguf *g, lb_err *err)
 
 /* ---------------------------------------------------------------- open/free */
 
-static lb_status parse(lb_gguf *g, lb_err *err)
+static lb_status parse_header(lb_gguf *g, cursor *c, lb_err *err)
 {
-    cursor c = {g->bytes, g->size, 0};
-    if (g->size < 4 || memcmp(g->bytes, GGUF_MAGIC, 4) != 0)
+    lb_status st = LB_OK;
+    if (!have(c, 4) || memcmp(g->bytes, GGUF_MAGIC, 4) != 0)
         return lb__errf(err, LB_ERR_FORMAT, "not a GGUF file: bad magic (expected \"GGUF\" at offset 0)");
-    c.pos = 4;
-    if (!rd_u32(&c, &g->version))
+    c->pos = 4;
+    if (!rd_u32(c, &g->version))
         return lb__errf(err, LB_ERR_FORMAT, "truncated GGUF header: version at offset 4 runs past the end of the file (%zu bytes)",
                         g->size);
     if (g->version == 1)
@@ -527,11 +561,13 @@ static lb_status parse(lb_gguf *g, lb_err *err)
         return lb__errf(err, LB_ERR_FORMAT, "unknown GGUF version %" PRIu32 " at offset 4 (expected 2 or 3)", g->version);
     }
     uint64_t nt, nkv;
-    if (!rd_u64(&c, &nt) || !rd_u64(&c, &nkv))
+    if (!rd_u64(c, &nt) || !rd_u64(c, &nkv))
         return lb__errf(err, LB_ERR_FORMAT, "truncated GGUF header: tensor/kv counts at offset 8 run past the end of the file (%zu bytes)",
                         g->size);
     /* Bound both counts by the bytes that remain before allocating for them. */
-    uint64_t rem = left(&c);
+    uint64_t rem = left(c);
+    uint64_t min_kv = sat_mul(nkv, MIN_KV_BYTES), min_t = sat_mul(nt, MIN_TENSOR_BYTES);
+    (void)have(c, min_kv > UINT64_MAX - min_t ? UINT64_MAX : min_kv + min_t);   /* records c.want for a prefix */
     if (nkv > rem / MIN_KV_BYTES)
         return lb__errf(err, LB_ERR_FORMAT, "header claims %" PRIu64 " metadata keys (n_kv at offset 16) but only %"
                         PRIu64 " bytes follow", nkv, rem);
@@ -541,14 +577,14 @@ static lb_status parse(lb_gguf *g, lb_err *err)
     g->n_kv = (int64_t)nkv;
     g->n_tensors = (int64_t)nt;
 
-    lb_status st = parse_kvs(g, &c, err);
+    st = parse_kvs(g, c, err);
     if (!st)
         st = read_alignment(g, err);
     if (!st)
-        st = parse_tensors(g, &c, err);
+        st = parse_tensors(g, c, err);
     if (st)
         return st;
-    uint64_t end = c.pos;
+    uint64_t end = c->pos;
     /* end <= size, so rounding up cannot overflow for any alignment <= 2^31. */
     g->data_offset = (end + g->alignment - 1) / g->alignment * g->alignment;
     if (g->n_tensors == 0 && g->data_offset > g->size)
@@ -556,24 +592,52 @@ static lb_status parse(lb_gguf *g, lb_err *err)
     return place_tensors(g, err);
 }
 
-lb_status lb_gguf_open_memory(const void *data, size_t size, lb_gguf **out, lb_err *err)
+static lb_status parse(lb_gguf *g, lb_err *err)
+{
+    cursor c = {g->bytes, g->size, 0, 0};
+    lb_status st = parse_header(g, &c, err);
+    if (st)
+        g->want = c.want;
+    return st;
+}
+
+static lb_status open_bytes(const void *data, size_t size, bool header_only, lb_gguf **out, uint64_t *need,
+                            lb_err *err)
 {
     if (!out)
-        return lb__errf(err, LB_ERR_INVALID_ARG, "lb_gguf_open_memory: out is NULL");
+        return lb__errf(err, LB_ERR_INVALID_ARG, "lb_gguf_open: out is NULL");
     if (!data && size)
-        return lb__errf(err, LB_ERR_INVALID_ARG, "lb_gguf_open_memory: data is NULL");
+        return lb__errf(err, LB_ERR_INVALID_ARG, "lb_gguf_open: data is NULL");
     lb_gguf *g = calloc(1, sizeof *g);
     if (!g)
         return lb__errf(err, LB_ERR_NOMEM, "out of memory");
     g->bytes = data ? data : (const uint8_t *)"";
     g->size = size;
+    g->header_only = header_only;
     lb_status st = parse(g, err);
+    if (st && header_only && g->want > size) {
+        /* The prefix ended inside the header: not an error in the file. */
+        if (need)
+            *need = g->want;
+        st = lb__errf(err, LB_ERR_RANGE, "the first %zu bytes end inside the GGUF header; at least %" PRIu64
+                      " bytes are needed", size, g->want);
+    }
     if (st) {
         lb_gguf_free(g);
         return st;
     }
     *out = g;
     return LB_OK;
+}
+
+lb_status lb_gguf_open_memory(const void *data, size_t size, lb_gguf **out, lb_err *err)
+{
+    return open_bytes(data, size, false, out, NULL, err);
+}
+
+lb_status lb_gguf_open_header(const void *data, size_t size, lb_gguf **out, uint64_t *need, lb_err *err)
+{
+    return open_bytes(data, size, true, out, need, err);
 }
 
 lb_status lb_gguf_open_file(const char *path, bool use_mmap, lb_gguf **out, lb_err *err)
@@ -615,6 +679,7 @@ uint32_t lb_gguf_version(const lb_gguf *g) { return g->version; }
 uint64_t lb_gguf_alignment(const lb_gguf *g) { return g->alignment; }
 uint64_t lb_gguf_data_offset(const lb_gguf *g) { return g->data_offset; }
 size_t lb_gguf_file_size(const lb_gguf *g) { return g->size; }
+uint64_t lb_gguf_implied_size(const lb_gguf *g) { return g->implied_size; }
 const void *lb_gguf_bytes(const lb_gguf *g) { return g->bytes; }
 int64_t lb_gguf_n_kv(const lb_gguf *g) { return g->n_kv; }
 int64_t lb_gguf_n_tensors(const lb_gguf *g) { return g->n_tensors; }

@@ -385,6 +385,95 @@ static void rewrite_identical(const char *rel)
 static void test_rewrite_techdocs(void) { rewrite_identical("models/techdocs-28M-Q4_K_M.gguf"); }
 static void test_rewrite_vocab(void) { rewrite_identical("tokenizers/ggml-vocab-gpt-2.gguf"); }
 
+/* A header-only view parses any prefix that holds the metadata and tensor
+ * infos, says how many bytes a shorter prefix needs, and still rejects
+ * corrupt headers. */
+static void test_open_header(void)
+{
+    size_t n = 0;
+    unsigned char *img = read_path(check_shared("models/techdocs-28M-Q4_K_M.gguf"), &n);
+    CHECK(img != NULL && n > 0);
+    if (!img)
+        return;
+    lb_err err = {0};
+    lb_gguf *full = NULL, *h = NULL;
+    CHECK(lb_gguf_open_memory(img, n, &full, &err) == LB_OK);
+    if (!full) {
+        free(img);
+        return;
+    }
+    uint64_t doff = lb_gguf_data_offset(full);
+    CHECK(lb_gguf_implied_size(full) <= n && n - lb_gguf_implied_size(full) < lb_gguf_alignment(full));
+
+    /* The whole file and the bare header give the same view, without data pointers. */
+    size_t sizes[2] = {n, (size_t)doff};
+    for (int k = 0; k < 2; k++) {
+        uint64_t need = 0;
+        lb_status st = lb_gguf_open_header(img, sizes[k], &h, &need, &err);
+        CHECKF(st == LB_OK, "%zu bytes: %s", sizes[k], err.msg);
+        if (st)
+            continue;
+        CHECK(lb_gguf_n_tensors(h) == lb_gguf_n_tensors(full) && lb_gguf_n_kv(h) == lb_gguf_n_kv(full));
+        CHECK(lb_gguf_data_offset(h) == doff);
+        CHECK(lb_gguf_implied_size(h) == lb_gguf_implied_size(full));
+        const lb_gguf_tensor *t = lb_gguf_find_tensor(h, "output_norm.weight");
+        CHECK(t && t->data == NULL && t->nbytes == lb_gguf_find_tensor(full, "output_norm.weight")->nbytes);
+        lb_gguf_free(h);
+        h = NULL;
+    }
+    /* open_memory still insists on the data. */
+    CHECK(lb_gguf_open_memory(img, (size_t)doff, &h, &err) == LB_ERR_FORMAT);
+
+    /* Short prefixes (every length near the start and the end of the header,
+     * a sample in between) are LB_ERR_RANGE with a need beyond the prefix;
+     * the first length that parses lies in the padding before the data. */
+    size_t first_ok = 0;
+    int bad = 0;
+    for (size_t len = 0; len <= doff && bad < 5;
+         len = len < 200 || len + 300 >= doff ? len + 1 : (len + 4099 < doff - 300 ? len + 4099 : doff - 300)) {
+        uint64_t need = 0;
+        lb_status st = lb_gguf_open_header(img, len, &h, &need, &err);
+        if (st == LB_OK) {
+            if (!first_ok)
+                first_ok = len;
+            lb_gguf_free(h);
+            h = NULL;
+        } else if (!(st == LB_ERR_RANGE && need > len && need <= doff)) {
+            bad++;
+            CHECKF(0, "prefix %zu: status %d need %" PRIu64 ": %s", len, (int)st, need, err.msg);
+        }
+    }
+    CHECKF(first_ok > 0 && first_ok <= doff && first_ok + lb_gguf_alignment(full) > doff, "first_ok %zu doff %" PRIu64,
+           first_ok, doff);
+
+    /* Following the needs from an empty prefix converges. */
+    size_t len = 0;
+    int rounds = 0;
+    for (;; rounds++) {
+        uint64_t need = 0;
+        lb_status st = lb_gguf_open_header(img, len, &h, &need, &err);
+        if (st != LB_ERR_RANGE)
+            break;
+        CHECK(need > len);
+        len = (size_t)need;
+    }
+    CHECK(h != NULL);
+    lb_gguf_free(h);
+    h = NULL;
+
+    /* A corrupt header is a format error, not a request for more bytes. */
+    unsigned char *bad_img = malloc((size_t)doff);
+    memcpy(bad_img, img, (size_t)doff);
+    bad_img[5] = 0x7f;   /* version */
+    CHECK(lb_gguf_open_header(bad_img, (size_t)doff, &h, NULL, &err) == LB_ERR_FORMAT);
+    bad_img[0] = 'X';
+    CHECK(lb_gguf_open_header(bad_img, 2, &h, NULL, &err) == LB_ERR_RANGE);
+    CHECK(lb_gguf_open_header(bad_img, 4, &h, NULL, &err) == LB_ERR_FORMAT);
+    free(bad_img);
+    lb_gguf_free(full);
+    free(img);
+}
+
 static void test_open_errors(void)
 {
     lb_err err = {0};
@@ -409,5 +498,6 @@ int main(void)
     RUN(test_rewrite_techdocs);
     RUN(test_rewrite_vocab);
     RUN(test_open_errors);
+    RUN(test_open_header);
     return check_done();
 }
