@@ -18,6 +18,8 @@ static void fill_from_ref(lb_kernel_set *k, const char *isa)
 {
     k->isa = isa;
     k->axpy_f32 = axpy_f32;
+    k->fmath = lb__fmath_ref;
+    k->kvq = lb__kvq_ref;
     for (int t = 0; t < LB_TYPE_COUNT; t++) {
         const lb_quant_traits *q = lb_quant_ref((uint32_t)t);
         if (!q)
@@ -38,6 +40,9 @@ static void build(void)
         lb__kernels_register_avx2_float(&avx2_set);
         lb__kernels_register_avx2_q32(&avx2_set);
         lb__kernels_register_avx2_k(&avx2_set);
+        lb__fmath_register_avx2(&avx2_set.fmath);
+        lb__kvq_register_avx2(&avx2_set.kvq);
+        avx2_set.fmath.isa = avx2_set.kvq.isa = "avx2";
         avx2_ok = true;
     }
 #endif

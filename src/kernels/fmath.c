@@ -3,9 +3,7 @@
 #include "fmath.h"
 
 #include <math.h>
-#include <stdbool.h>
 
-#include "base/once.h"
 #include "kernels.h"
 
 /* The lane reduction of dot16: v[l] + v[l+8], then + the upper 4, then
@@ -96,34 +94,15 @@ static void to_f16_ref(int64_t n, const float *x, lb_f16 *y)
         y[i] = lb_f32_to_f16(x[i]);
 }
 
-static lb_fmath scalar_set = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref};
-static lb_fmath avx2_set;
-static bool avx2_ok;
-static lb_once fm_once = LB_ONCE_INIT;
+const lb_fmath lb__fmath_ref = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref};
 
-static void build(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    const lb_cpu_features *f = lb_cpu();
-    if (f->avx2 && f->fma && f->f16c) {
-        avx2_set = scalar_set;
-        avx2_set.isa = "avx2";
-        lb__fmath_register_avx2(&avx2_set);
-        avx2_ok = true;
-    }
-#endif
-}
-
-const lb_fmath *lb_fmath_scalar(void) { return &scalar_set; }
+/* The views below read the one kernel dispatch table (kernels/dispatch.c). */
+const lb_fmath *lb_fmath_scalar(void) { return &lb_kernels_scalar()->fmath; }
 
 const lb_fmath *lb_fmath_avx2(void)
 {
-    lb_once_run(&fm_once, build);
-    return avx2_ok ? &avx2_set : NULL;
+    const lb_kernel_set *k = lb_kernels_avx2();
+    return k ? &k->fmath : NULL;
 }
 
-const lb_fmath *lb_fmath_get(void)
-{
-    lb_once_run(&fm_once, build);
-    return avx2_ok ? &avx2_set : &scalar_set;
-}
+const lb_fmath *lb_fmath_get(void) { return &lb_kernels()->fmath; }

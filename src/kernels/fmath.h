@@ -59,6 +59,8 @@ const lb_fmath *lb_fmath_scalar(void);
 const lb_fmath *lb_fmath_avx2(void);
 
 /* Overrides the entries the AVX2 file implements (kernels/x86/avx2_fmath.c). */
+/* The scalar references (the set every SIMD variant must equal bit for bit). */
+extern const lb_fmath lb__fmath_ref;
 void lb__fmath_register_avx2(lb_fmath *f);
 
 #endif

@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 
+#include "kernels/fmath.h"
+#include "kernels/kvq.h"
 #include "quant/quant.h"
 
 typedef struct lb_kernel_set {
@@ -15,6 +17,8 @@ typedef struct lb_kernel_set {
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */
     /* y[i] += a * x[i] for n floats (attention's weighted sum of values) */
     void (*axpy_f32)(int64_t n, float a, const float *x, float *y);
+    lb_fmath fmath;        /* fixed-rounding float kernels (fmath.h) */
+    lb_kvq_kernels kvq;    /* quantized-KV attention kernels (kvq.h) */
 } lb_kernel_set;
 
 /* The best set for this CPU (every entry filled: a SIMD variant where one

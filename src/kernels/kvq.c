@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "base/once.h"
 #include "kernels.h"
 
 void lb_kvq_pack_row(int bits, const uint8_t *c, uint8_t *p)
@@ -172,33 +171,15 @@ static void v_accum_ref(int bits, int n, const uint8_t *rows, size_t stride, con
         out[i] += c0;
 }
 
-static lb_kvq_kernels scalar_set = {"scalar", k_scores_ref, v_accum_ref}, avx2_set;
-static bool avx2_ok;
-static lb_once kvq_once = LB_ONCE_INIT;
+const lb_kvq_kernels lb__kvq_ref = {"scalar", k_scores_ref, v_accum_ref};
 
-static void build(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    const lb_cpu_features *f = lb_cpu();
-    if (f->avx2 && f->fma && f->f16c) {
-        avx2_set = scalar_set;
-        avx2_set.isa = "avx2";
-        lb__kvq_register_avx2(&avx2_set);
-        avx2_ok = true;
-    }
-#endif
-}
-
-const lb_kvq_kernels *lb_kvq_scalar(void) { return &scalar_set; }
+/* The views below read the one kernel dispatch table (kernels/dispatch.c). */
+const lb_kvq_kernels *lb_kvq_scalar(void) { return &lb_kernels_scalar()->kvq; }
 
 const lb_kvq_kernels *lb_kvq_avx2(void)
 {
-    lb_once_run(&kvq_once, build);
-    return avx2_ok ? &avx2_set : NULL;
+    const lb_kernel_set *k = lb_kernels_avx2();
+    return k ? &k->kvq : NULL;
 }
 
-const lb_kvq_kernels *lb_kvq_get(void)
-{
-    lb_once_run(&kvq_once, build);
-    return avx2_ok ? &avx2_set : &scalar_set;
-}
+const lb_kvq_kernels *lb_kvq_get(void) { return &lb_kernels()->kvq; }

@@ -47,6 +47,8 @@ const lb_kvq_kernels *lb_kvq_scalar(void);
 /* The AVX2+FMA+F16C set, or NULL when not compiled in or not supported. */
 const lb_kvq_kernels *lb_kvq_avx2(void);
 /* Overrides the entries the AVX2 file implements. */
+/* The scalar references (the set every SIMD variant must equal bit for bit). */
+extern const lb_kvq_kernels lb__kvq_ref;
 void lb__kvq_register_avx2(lb_kvq_kernels *k);
 
 /* Quantizes n floats (64 or 128) to n / 64 consecutive packed rows sharing
