@@ -77,7 +77,7 @@ clean:
 # scripts/wasm/node-pre.js because emscripten 3.1.6 would load the .wasm with it.
 EMCC        ?= emcc
 EMCC_ENV    := NODE_PATH=$${NODE_PATH:-/usr/share/nodejs}
-WASM_BUILD  := build/wasm
+WASM_BUILD  ?= build/wasm
 WASM_PCRE2  := $(WASM_BUILD)/pcre2
 WASM_CFLAGS := -O2 -msimd128 -pthread -std=c11 $(WARN) $(WASM_EXTRA_CFLAGS)
 ifeq ($(WERROR),1)

@@ -17,9 +17,11 @@ export DEBIAN_FRONTEND=noninteractive
 #   python3                    emscripten's emcc runs on it
 #   valgrind                   optional leak checks by hand
 #   libcivetweb-dev libjansson-dev   `lowbit serve`: HTTP/SSE server and JSON; curl for the server tests
+#   chromium firefox-esr webkit2gtk-driver xvfb mesa-vulkan-drivers   the browser tests (docs/browsers: headless
+#                              Chromium and Firefox, WebKit under Xvfb; lavapipe gives Firefox a WebGPU adapter)
 pkgs=(build-essential gcc make libpcre2-dev clang clang-14 lld libclang-rt-14-dev bear
       emscripten nodejs libjansson-dev jq dpkg-dev qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3 valgrind
-      libcivetweb-dev curl)
+      libcivetweb-dev curl chromium firefox-esr webkit2gtk-driver xvfb mesa-vulkan-drivers)
 
 missing=()
 for p in "${pkgs[@]}"; do
