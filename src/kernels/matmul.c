@@ -1,8 +1,10 @@
 /* Threaded matrix products: activations are converted once to the weight
- * type's activation format, then each thread takes a contiguous band of
- * weight rows and walks it in small tiles, so a tile stays in cache while
- * every activation row passes over it. */
+ * type's activation format, then the threads claim small tiles of weight
+ * rows from a shared counter, so a tile stays in cache while every
+ * activation row passes over it. */
 #include "matmul.h"
+
+#include <stdatomic.h>
 
 #include "kernels.h"
 
@@ -20,6 +22,12 @@ typedef struct job {
     size_t act_row;
     lb_quant_fn quantize;
     lb_vec_dot_fn dot;
+    /* Next unclaimed row.  Tiles are claimed, not pre-assigned: on a shared
+     * or oversubscribed machine a descheduled thread would otherwise hold
+     * its whole band back while the others sit idle at the barrier.  Each
+     * row's result depends only on that row, so who computes it never
+     * changes the output. */
+    atomic_int_fast64_t next_row;
 } job;
 
 static void quantize_rows(void *ctx, int ith, int nth)
@@ -35,10 +43,13 @@ static void dot_rows(void *ctx, int ith, int nth)
 {
     job *j = ctx;
     const lb_matw *w = j->w;
-    int64_t b, e;
-    lb_split(w->rows, ith, nth, &b, &e);
-    for (int64_t r0 = b; r0 < e; r0 += TILE_ROWS) {
-        int64_t r1 = r0 + TILE_ROWS < e ? r0 + TILE_ROWS : e;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&j->next_row, TILE_ROWS, memory_order_relaxed);
+        if (r0 >= w->rows)
+            break;
+        int64_t r1 = r0 + TILE_ROWS < w->rows ? r0 + TILE_ROWS : w->rows;
         for (int64_t t = 0; t < j->n; t++) {
             const void *a = (const char *)j->act + (size_t)t * j->act_row;
             float *yt = j->y + t * w->rows;
@@ -75,7 +86,8 @@ void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float
         g_observer(g_observer_user, w->data, w->rows, w->cols, x, n);
     const lb_kernel_set *k = lb_kernels();
     const lb_quant_traits *q = lb_quant_ref(w->type);
-    job j = {w, x, y, n, (void *)(uintptr_t)x, w->cols * sizeof(float), NULL, k->vec_dot[w->type]};
+    job j = {w, x, y, n, (void *)(uintptr_t)x, w->cols * sizeof(float), NULL, k->vec_dot[w->type], 0};
+    atomic_init(&j.next_row, 0);
     if (q->act_type != LB_TYPE_F32) {
         j.act = scratch;
         j.act_row = lb_type_row_bytes(q->act_type, w->cols);
