@@ -119,11 +119,11 @@ typedef struct lb_session lb_session;
 /* How the KV cache stores keys or values (docs/kv-cache.md has the layouts).
  * F16 is exact (and bit-compatible with llama.cpp's default cache); the
  * others are lowbit's own: each head vector is rotated by a fixed randomized
- * Hadamard transform, then keys are quantized per channel over groups of 64
+ * Hadamard transform, then keys are quantized per channel over groups of 128
  * tokens and values per token over groups of 64 channels, with an f16 scale
  * and minimum per group; the newest tokens stay in F16 until their group of
- * 64 is full.  Bytes per token and head (head_dim 64, scales included):
- * F16 128, Q8 68, Q4 36, Q3 28, Q2 20. */
+ * 128 is full.  Bytes per token and head (head_dim 64, scales included),
+ * keys / values: F16 128/128, Q8 66/68, Q4 34/36, Q3 26/28, Q2 18/20. */
 typedef enum lb_kv_type {
     LB_KV_F16 = 0,
     LB_KV_Q8,
@@ -139,12 +139,46 @@ const char *lb_kv_type_name(lb_kv_type t);
  * LB_ERR_INVALID_ARG and leaves *out alone for anything else. */
 lb_status lb_kv_type_parse(const char *name, lb_kv_type *out);
 
+/* A memory budget shared by the KV caches of several sessions
+ * (docs/kv-cache.md, "Sessions sharing a pool").  A session created with
+ * lb_session_params.kv_pool reserves its cache's bytes (exactly what
+ * lb_plan / the estimator count) from the pool.  When they do not fit, the
+ * caches of the pool's idle sessions are reclaimed, least recently used
+ * first; if even that is not enough, lb_session_new (or the evaluation that
+ * needs the cache back) fails with LB_ERR_NOMEM and nothing is reclaimed.
+ * A reclaimed session stays valid but forgets its context:
+ * lb_session_n_past() returns 0 and its next evaluation starts at position
+ * 0 (lb_generate starts there anyway).  A session is never reclaimed while
+ * lb_session_eval / lb_generate runs on it; the pool is locked, so
+ * lb_kv_pool_reclaim may run on another thread.  Free the sessions before
+ * the pool. */
+typedef struct lb_kv_pool lb_kv_pool;
+/* LB_ERR_INVALID_ARG for a zero budget, LB_ERR_NOMEM. */
+lb_status lb_kv_pool_new(size_t budget_bytes, lb_kv_pool **out);
+void lb_kv_pool_free(lb_kv_pool *p);
+/* Bytes currently reserved by the pool's sessions. */
+size_t lb_kv_pool_used(const lb_kv_pool *p);
+/* Reclaims the caches of sessions idle for at least idle_ms (0: every idle
+ * one); returns the bytes freed. */
+size_t lb_kv_pool_reclaim(lb_kv_pool *p, double idle_ms);
+
 typedef struct lb_session_params {
     int n_ctx;        /* context length in tokens; 0 = the model's trained context */
     int n_threads;    /* 0 = number of online CPUs */
     int n_batch;      /* max tokens evaluated in one forward pass; 0 = n_ctx */
     lb_kv_type kv_type_k;   /* storage of cached keys; default LB_KV_F16 */
     lb_kv_type kv_type_v;   /* storage of cached values; default LB_KV_F16 */
+    /* Sliding window with attention sinks (docs/kv-cache.md): when n_window
+     * > 0 the cache keeps the first n_sinks positions and the newest
+     * n_window (a quantized pair: n_window rounded up to 128-token groups,
+     * plus up to 128 newest), so evaluation continues past n_ctx and the
+     * trained context, up to 2^24 positions, in constant memory; n_ctx then
+     * only sets the default n_batch.  0 (default): no window, at most n_ctx
+     * positions.  n_sinks without a window keeps those first positions in
+     * F16 in a quantized cache. */
+    int n_window;
+    int n_sinks;      /* default 0 */
+    lb_kv_pool *kv_pool;   /* reserve the KV cache from this shared budget; NULL (default) = none */
 } lb_session_params;
 
 lb_session_params lb_session_default_params(void);
@@ -306,6 +340,45 @@ typedef struct lb_gen_stats {
  * max_tokens, calling cb for every token.  stats may be NULL. */
 lb_status lb_generate(lb_session *s, const char *prompt, const lb_gen_params *g,
                       lb_token_cb cb, void *user, lb_gen_stats *stats);
+
+/* ------------------------------------------------------ batched decoding
+ * One forward pass over several sessions of the same model: the next token
+ * of each (decoding), or a chunk of a prompt (prefilling), so every weight
+ * matrix is read once per step for all of them (the matrix products see all
+ * the rows at once); attention runs per session on its own cache, at its
+ * own positions.  A session's logits are bit-identical to what
+ * lb_session_eval gives for the same tokens in one call. */
+
+typedef struct lb_batch lb_batch;
+
+typedef struct lb_batch_params {
+    int max_sessions;   /* sessions in one lb_batch_eval; default 8 */
+    int max_tokens;     /* tokens in one lb_batch_eval, all sessions together; 0 (default) = max_sessions */
+    int n_threads;      /* threads of the batch's pool; 0 (default) = online CPUs */
+} lb_batch_params;
+
+lb_batch_params lb_batch_default_params(void);
+
+/* A batch with its own scratch (sized once here for max_tokens rows) and
+ * thread pool.  Attention uses all the pool's threads only in sessions
+ * created with at least as many.  m must outlive the batch. */
+lb_status lb_batch_new(lb_model *m, const lb_batch_params *p, lb_batch **out);
+void lb_batch_free(lb_batch *b);
+/* Why the last lb_batch_eval failed ("" if none). */
+const char *lb_batch_last_error(const lb_batch *b);
+
+/* Evaluates n_tokens[i] tokens in sessions[i] (i < n <= max_sessions) at
+ * its next positions and appends them to its cache, like
+ * lb_session_eval(sessions[i], toks_i, n_tokens[i], row_i, true).  tokens
+ * holds sessions[0]'s tokens, then sessions[1]'s, ...; n_tokens NULL means
+ * one token each.  logits: if non-NULL, [n][n_vocab], row i the
+ * distribution after sessions[i]'s last token.  Errors: LB_ERR_INVALID_ARG
+ * (n or a count out of range, more than max_tokens in all, a NULL or
+ * repeated session, a session of another model), LB_ERR_RANGE (a token
+ * outside the vocabulary, or tokens that do not fit a session's context).
+ * On error no session's position advances. */
+lb_status lb_batch_eval(lb_batch *b, lb_session *const *sessions, int n, const lb_token *tokens, const int *n_tokens,
+                        float *logits);
 
 #ifdef __cplusplus
 }

@@ -45,6 +45,29 @@ const char *lb_cli_value(const char *cmd, int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+int lb_cli_kv_flag(const char *cmd, int argc, char **argv, int *i, lb_session_params *sp)
+{
+    const char *a = argv[*i];
+    const bool kv = !strcmp(a, "--kv-k") || !strcmp(a, "--kv-v");
+    if (!kv && strcmp(a, "--window") && strcmp(a, "--sinks"))
+        return 0;
+    const char *v = lb_cli_value(cmd, argc, argv, i);
+    if (!v)
+        return -1;
+    if (kv) {
+        if (lb_kv_type_parse(v, a[5] == 'k' ? &sp->kv_type_k : &sp->kv_type_v)) {
+            fprintf(stderr, "lowbit %s: bad value for %s: '%s' (one of f16, q8, q4, q3, q2)\n", cmd, a, v);
+            return -1;
+        }
+        return 1;
+    }
+    long l;
+    if (!lb_cli_int(cmd, a, v, a[2] == 'w' ? 1 : 0, 1 << 23, &l))
+        return -1;
+    *(a[2] == 'w' ? &sp->n_window : &sp->n_sinks) = (int)l;
+    return 1;
+}
+
 static void on_progress(float frac, void *user) { lb_progress_update(user, frac); }
 
 lb_model *lb_cli_load(const char *cmd, const char *path, double *load_ms)

@@ -25,6 +25,19 @@ bool lb_cli_float(const char *cmd, const char *flag, const char *s, double lo, d
 /* The value after flag argv[*i]; advances *i.  Prints an error and returns NULL when missing. */
 const char *lb_cli_value(const char *cmd, int argc, char **argv, int *i);
 
+/* The KV cache flags shared by run, perplexity and serve: --kv-k TYPE,
+ * --kv-v TYPE, --window W, --sinks S, written into *sp.  Returns 1 when
+ * argv[*i] was one of them (and advances *i past its value), 0 when it is
+ * not, -1 after printing an error. */
+int lb_cli_kv_flag(const char *cmd, int argc, char **argv, int *i, lb_session_params *sp);
+#define LB_CLI_KV_HELP \
+    "      --kv-k TYPE         KV cache type of keys: f16 (default), q8, q4, q3, q2\n" \
+    "      --kv-v TYPE         KV cache type of values (same choices)\n" \
+    "      --window W          keep only the newest W positions (+ the sinks): runs past\n" \
+    "                          the context in constant memory (quantized caches round W up\n" \
+    "                          to 128-token groups and keep up to 128 more)\n" \
+    "      --sinks S           with --window, also keep the first S positions (default 0)\n"
+
 /* Loads a model, printing a clear error (and a progress bar on a terminal). */
 lb_model *lb_cli_load(const char *cmd, const char *path, double *load_ms);
 

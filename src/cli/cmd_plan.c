@@ -16,6 +16,8 @@ static const char *help =
     "  -m, --model FILE   GGUF file (only its header is read)\n"
     "      --memory SIZE  the budget for the whole process: 512MiB, 2GiB, 1.5G, 800M, 64KiB or bytes;\n"
     "                     K/M/G and KiB/MiB/GiB are powers of 1024, KB/MB/GB powers of 1000\n"
+    "      --kv-memory SIZE  instead, a budget for the KV cache alone (weights, model, overhead\n"
+    "                     and scratch come on top; the batch is then 512 unless -b is given)\n"
     "      --min-ctx N    the context the recommendation must reach (default: the trained context)\n"
     "      --max-ctx N    the largest context considered (default and limit 1048576)\n"
     "  -t, --threads N    threads the session will use (default: all CPUs)\n"
@@ -194,7 +196,7 @@ int lb_cli_plan(int argc, char **argv)
 {
     const char *cmd = "plan", *model = NULL;
     size_t budget = 0;
-    bool have_budget = false, json = false, all = false;
+    bool have_budget = false, json = false, all = false, kv_only = false;
     lb_plan_params pp = lb_plan_default_params();
     long l;
     for (int i = 1; i < argc; i++) {
@@ -202,13 +204,14 @@ int lb_cli_plan(int argc, char **argv)
 #define VAL() do { if (!(v = lb_cli_value(cmd, argc, argv, &i))) return 2; } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
-        else if (!strcmp(a, "--memory")) {
+        else if (!strcmp(a, "--memory") || !strcmp(a, "--kv-memory")) {
             VAL();
             if (!parse_size(v, &budget) || budget == 0) {
-                fprintf(stderr, "lowbit plan: bad value for --memory: '%s' (expected a size such as 512MiB, 2GiB, 1.5G)\n", v);
+                fprintf(stderr, "lowbit plan: bad value for %s: '%s' (expected a size such as 512MiB, 2GiB, 1.5G)\n", a, v);
                 return 2;
             }
             have_budget = true;
+            kv_only = a[2] == 'k';
         }
         else if (!strcmp(a, "--min-ctx")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, LB_PLAN_MAX_CTX, &l)) return 2; pp.min_ctx = (int)l; }
         else if (!strcmp(a, "--max-ctx")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, LB_PLAN_MAX_CTX, &l)) return 2; pp.max_ctx = (int)l; }
@@ -224,7 +227,22 @@ int lb_cli_plan(int argc, char **argv)
         return 2;
     }
     lb_plan_result r;
-    int rc = plan_file(model, budget, &pp, &r);
+    int rc;
+    if (kv_only) {
+        /* With a fixed batch the scratch is the same for every context, so
+         * the KV cache gets exactly what is left of fixed + scratch + SIZE:
+         * plan once without a limit to learn those, then with it. */
+        if (!pp.n_batch)
+            pp.n_batch = 512;
+        if ((rc = plan_file(model, (size_t)1 << 50, &pp, &r)))
+            return rc;
+        const uint64_t on_top = r.fixed_bytes + r.pairs[0].scratch_bytes;
+        if (!json)
+            printf("KV cache budget %.1f MiB (the whole process: %.1f MiB)\n", (double)budget / 1048576.0,
+                   (double)(budget + on_top) / 1048576.0);
+        budget += (size_t)on_top;
+    }
+    rc = plan_file(model, budget, &pp, &r);
     if (rc)
         return rc;
     if (json)

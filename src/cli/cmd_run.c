@@ -18,8 +18,7 @@ static const char *help =
     "  -n, --n-predict N       tokens to generate (default 128)\n"
     "  -c, --ctx-size N        context length (default: the model's, at most 4096)\n"
     "  -t, --threads N         threads (default: all CPUs)\n"
-    "      --kv-k TYPE         KV cache type of keys: f16 (default), q8, q4, q3, q2\n"
-    "      --kv-v TYPE         KV cache type of values (same choices)\n"
+    LB_CLI_KV_HELP
     "      --temp T            temperature; 0 = greedy (default 0.8)\n"
     "      --top-k K           (default 40; 0 = off)\n"
     "      --top-p P           (default 0.95; 1 = off)\n"
@@ -65,6 +64,7 @@ int lb_cli_run(int argc, char **argv)
         const char *a = argv[i], *v = NULL;
         long l;
         double d;
+        int kvf;
 #define VAL() do { if (!(v = lb_cli_value(cmd, argc, argv, &i))) return 2; } while (0)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(help, stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
@@ -81,13 +81,7 @@ int lb_cli_run(int argc, char **argv)
         else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (!lb_cli_int(cmd, a, v, 0, 1 << 20, &l)) return 2; g.sampler.repeat_last_n = (int)l; }
         else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { VAL(); if (!lb_cli_int(cmd, a, v, 0, 0x7fffffffL, &l)) return 2; g.sampler.seed = (uint64_t)l; }
         else if (!strcmp(a, "--no-echo")) echo = false;
-        else if (!strcmp(a, "--kv-k") || !strcmp(a, "--kv-v")) {
-            VAL();
-            if (lb_kv_type_parse(v, a[5] == 'k' ? &sp.kv_type_k : &sp.kv_type_v)) {
-                fprintf(stderr, "lowbit run: bad value for %s: '%s' (one of f16, q8, q4, q3, q2)\n", a, v);
-                return 2;
-            }
-        }
+        else if ((kvf = lb_cli_kv_flag(cmd, argc, argv, &i, &sp)) != 0) { if (kvf < 0) return 2; }
         else if (!strcmp(a, "--ignore-eos")) g.stop_at_eog = false;
         else { fprintf(stderr, "lowbit run: unknown option '%s' (see lowbit run --help)\n", a); return 2; }
 #undef VAL

@@ -170,7 +170,7 @@ lb_status lb_plan_from_gguf(const void *header_bytes, size_t len, size_t memory_
     uint64_t need = 0;
     st = lb_gguf_open_header(header_bytes, len, &g, &need, &err);
     if (st == LB_ERR_RANGE) {
-        uint64_t twice = len > UINT64_MAX / 2 ? UINT64_MAX : 2 * (uint64_t)len;
+        uint64_t twice = (uint64_t)len > UINT64_MAX / 2 ? UINT64_MAX : 2 * (uint64_t)len;
         out->bytes_needed = need > twice ? need : twice;
         if (out->bytes_needed < PLAN_MIN_REQUEST)
             out->bytes_needed = PLAN_MIN_REQUEST;

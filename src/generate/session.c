@@ -1,16 +1,89 @@
 /* Sessions: creation sizes everything once; eval feeds tokens through the
- * forward pass in batches and appends them to the KV cache. */
+ * forward pass in batches and appends them to the KV cache, which a shared
+ * kv_pool may reclaim while the session is idle. */
 #include "session.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kv/kv_window.h"
 
 lb_session_params lb_session_default_params(void)
 {
     lb_session_params p;
     memset(&p, 0, sizeof p);
     return p;
+}
+
+/* Bytes the cache of s takes (what its pool reserves). */
+static size_t kv_bytes(const lb_session *s)
+{
+    const lb_session_params *p = &s->params;
+    const lb_hparams *hp = &s->model->hp;
+    return p->n_window > 0 ? lb_kv_estimate_bytes_window(hp, p->n_window, p->n_sinks, p->kv_type_k, p->kv_type_v,
+                                                         s->n_threads)
+                           : lb_kv_estimate_bytes_sinks(hp, s->n_ctx, p->kv_type_k, p->kv_type_v, p->n_sinks,
+                                                        s->n_threads);
+}
+
+/* Creates the KV cache of s, reserving it from the pool first. */
+static lb_status make_kv(lb_session *s, lb_err *err)
+{
+    const lb_session_params *p = &s->params;
+    const lb_hparams *hp = &s->model->hp;
+    if (s->kv_pool) {
+        size_t bytes = kv_bytes(s);
+        if (!bytes)   /* invalid types or an unsupported model: let the constructor say which */
+            bytes = 1;
+        if (lb__kv_pool_reserve(s->kv_pool, &s->member, bytes))
+            return lb__errf(err, LB_ERR_NOMEM, "the KV pool cannot hold another %zu bytes (%zu in use)", bytes,
+                            lb_kv_pool_used(s->kv_pool));
+    }
+    lb_status st;
+    if (p->n_window > 0)
+        st = lb_kv_cache_new_window(hp, p->n_window, p->n_sinks, s->n_threads, p->kv_type_k, p->kv_type_v, &s->kv,
+                                    err);
+    else if (p->n_sinks > s->n_ctx)
+        st = lb__errf(err, LB_ERR_INVALID_ARG, "%d sinks do not fit in a context of %d", p->n_sinks, s->n_ctx);
+    else
+        st = lb_kv_cache_new_typed(hp, s->n_ctx, s->n_threads, p->kv_type_k, p->kv_type_v, p->n_sinks, &s->kv, err);
+    if (st && s->kv_pool)
+        lb__kv_pool_reserve(s->kv_pool, &s->member, 0);   /* gives the reservation back */
+    return st;
+}
+
+/* The pool's reclaim (pool locked, s idle): the context is forgotten. */
+static void drop_kv(lb_kv_member *m)
+{
+    lb_session *s = (lb_session *)(void *)((char *)m - offsetof(lb_session, member));
+    lb_kv_cache_free(s->kv);
+    s->kv = NULL;
+    s->n_past = 0;
+}
+
+lb_status lb__session_acquire(lb_session *s)
+{
+    if (!s->kv_pool)
+        return LB_OK;
+    lb__kv_pool_busy(s->kv_pool, &s->member, true);
+    if (s->kv)
+        return LB_OK;
+    lb_err err = {0};
+    s->n_past = 0;
+    lb_status st = make_kv(s, &err);
+    if (st) {
+        snprintf(s->err, sizeof s->err, "%s", err.msg);
+        lb__kv_pool_busy(s->kv_pool, &s->member, false);
+    }
+    return st;
+}
+
+void lb__session_release(lb_session *s)
+{
+    if (s->kv_pool)
+        lb__kv_pool_busy(s->kv_pool, &s->member, false);
 }
 
 lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out)
@@ -20,12 +93,18 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     lb_session_params def = lb_session_default_params();
     if (!p)
         p = &def;
-    if (p->n_ctx < 0 || p->n_threads < 0 || p->n_batch < 0)
+    if (p->n_ctx < 0 || p->n_threads < 0 || p->n_batch < 0 || p->n_window < 0 || p->n_sinks < 0 ||
+        p->n_window > LB_KV_MAX_POS / 2 || p->n_sinks > LB_KV_MAX_POS / 2) {
+        snprintf(m->err, sizeof m->err,
+                 "bad session parameters (n_ctx %d, n_threads %d, n_batch %d, n_window %d, n_sinks %d)", p->n_ctx,
+                 p->n_threads, p->n_batch, p->n_window, p->n_sinks);
         return LB_ERR_INVALID_ARG;
+    }
     lb_session *s = calloc(1, sizeof *s);
     if (!s)
         return LB_ERR_NOMEM;
     s->model = m;
+    s->params = *p;
     s->n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
     s->n_threads = p->n_threads ? p->n_threads : lb_cpu_count();
     s->n_batch = p->n_batch ? p->n_batch : (s->n_ctx < 512 ? s->n_ctx : 512);
@@ -38,7 +117,14 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
         st = lb__errf(&err, LB_ERR_NOMEM, "cannot start %d threads", s->n_threads);
     if (!st) {
         s->n_threads = lb_pool_size(s->pool);
-        st = lb_kv_cache_new_typed(&m->hp, s->n_ctx, s->n_threads, p->kv_type_k, p->kv_type_v, 0, &s->kv, &err);
+        if (p->kv_pool) {
+            s->kv_pool = p->kv_pool;
+            s->member.drop = drop_kv;
+            lb__kv_pool_join(s->kv_pool, &s->member);
+        }
+        st = make_kv(s, &err);
+        if (p->n_window > 0)
+            s->n_ctx = LB_KV_MAX_POS;   /* the window slides: only RoPE's float positions bound a stream */
     }
     if (!st)
         st = lb_forward_new(m, s->n_batch, &s->fwd, &err);
@@ -56,6 +142,8 @@ void lb_session_free(lb_session *s)
     if (!s)
         return;
     lb_forward_free(s->fwd);
+    if (s->kv_pool)
+        lb__kv_pool_leave(s->kv_pool, &s->member);
     lb_kv_cache_free(s->kv);
     lb_pool_free(s->pool);
     free(s);
@@ -67,10 +155,22 @@ void lb_session_reset(lb_session *s) { s->n_past = 0; }
 
 int lb_session_n_past(const lb_session *s) { return s->n_past; }
 
+static lb_status eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only);
+
 lb_status lb_session_eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only)
 {
     if (!s || (!tokens && n) || n < 0)
         return LB_ERR_INVALID_ARG;
+    lb_status st = lb__session_acquire(s);
+    if (st)
+        return st;
+    st = eval(s, tokens, n, logits, logits_last_only);
+    lb__session_release(s);
+    return st;
+}
+
+static lb_status eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only)
+{
     lb_err err = {0};
     if (s->n_past + n > s->n_ctx) {
         snprintf(s->err, sizeof s->err, "%d positions are cached and %d more do not fit in the context of %d",

@@ -171,7 +171,21 @@ static void v_accum_ref(int bits, int n, const uint8_t *rows, size_t stride, con
         out[i] += c0;
 }
 
-const lb_kvq_kernels lb__kvq_ref = {"scalar", k_scores_ref, v_accum_ref};
+static void k_scores_n_ref(int bits, int dim, const uint8_t *codes, size_t stride, const lb_f16 *scale,
+                           const lb_f16 *min, const float *q, size_t q_stride, int nq, float *s, size_t s_stride)
+{
+    for (int g = 0; g < nq; g++)
+        k_scores_ref(bits, dim, codes, stride, scale, min, q + (size_t)g * q_stride, s + (size_t)g * s_stride);
+}
+
+static void v_accum_n_ref(int bits, int n, const uint8_t *rows, size_t stride, const float *p, size_t p_stride,
+                          int nq, float *out, size_t out_stride)
+{
+    for (int g = 0; g < nq; g++)
+        v_accum_ref(bits, n, rows, stride, p + (size_t)g * p_stride, out + (size_t)g * out_stride);
+}
+
+const lb_kvq_kernels lb__kvq_ref = {"scalar", k_scores_ref, v_accum_ref, k_scores_n_ref, v_accum_n_ref};
 
 /* The views below read the one kernel dispatch table (kernels/dispatch.c). */
 const lb_kvq_kernels *lb_kvq_scalar(void) { return &lb_kernels_scalar()->kvq; }

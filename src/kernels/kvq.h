@@ -38,6 +38,16 @@ typedef struct lb_kvq_kernels {
      * rows + t * stride: 8 * bits code bytes, then its f16 scale and min
      * (unaligned).  out: [64]. */
     void (*v_accum)(int bits, int n, const uint8_t *rows, size_t stride, const float *p, float *out);
+    /* The same for nq query heads that share a KV head (grouped-query
+     * attention), so each row of codes is unpacked once for all of them:
+     * k_scores_n: head g's query is q + g * q_stride, its 64 scores go to
+     * s + g * s_stride; v_accum_n: head g's weights are p + g * p_stride,
+     * its 64 sums out + g * out_stride.  Equal to nq calls of the single
+     * versions up to float rounding (the scalar references are exactly that). */
+    void (*k_scores_n)(int bits, int dim, const uint8_t *codes, size_t stride, const lb_f16 *scale,
+                       const lb_f16 *min, const float *q, size_t q_stride, int nq, float *s, size_t s_stride);
+    void (*v_accum_n)(int bits, int n, const uint8_t *rows, size_t stride, const float *p, size_t p_stride, int nq,
+                      float *out, size_t out_stride);
 } lb_kvq_kernels;
 
 /* The best set for this CPU. */

@@ -9,7 +9,14 @@
  * kernel for batches, its 64-lane GEMV kernel for one token, whose tail past
  * the last 64-position group is summed in double, the sequence being padded
  * to 32 positions) the attention output equals llama.cpp's bit for bit; a
- * quantized model needs that for its greedy text to agree (see fmath.h). */
+ * quantized model needs that for its greedy text to agree (see fmath.h).
+ *
+ * With a sliding window (lb_kv_cache_new_window) the slots after the sinks
+ * are a ring of W + LB_KV_RING_SLACK positions; each query sees the sinks
+ * and exactly its W newest positions, and the sinks are scored with a copy
+ * of the query rebased as StreamingLLM does (kv_window.h).  That path uses
+ * the batch (dot16) order throughout: exactness against llama.cpp is kept
+ * only without a window. */
 #include "kv_cache.h"
 
 #include <math.h>
@@ -19,9 +26,12 @@
 
 #include "base/alloc.h"
 #include "kernels/fmath.h"
+#include "kv_window.h"
 
 struct lb_kv_cache {
-    int n_ctx, n_layer, n_head, n_head_kv, head_dim, n_threads;
+    int n_ctx;        /* slots per layer and head: the context, or S + W + slack when windowed */
+    int n_layer, n_head, n_head_kv, head_dim, n_threads;
+    int n_window, n_sink, ring;   /* windowed: W, S and the ring's W + slack slots; else 0 */
     lb_f16 *k;        /* [n_layer][n_head_kv][n_ctx][head_dim] */
     lb_f16 *vt;       /* [n_layer][n_head_kv][head_dim][n_ctx]  V transposed: a value
                        * dimension over all positions is one contiguous row, so the
@@ -29,6 +39,16 @@ struct lb_kv_cache {
     float *scores;    /* [n_threads][n_head / n_head_kv][n_ctx] */
     lb_f16 *q16;      /* [n_threads][n_head / n_head_kv][head_dim]  the query as f16 */
     lb_f16 *p16;      /* [n_threads][n_ctx]  probabilities of one head as f16 */
+    /* windowed only: */
+    lb_f16 *qs16;     /* [n_threads][n_head / n_head_kv][head_dim]  the query rebased for the sinks, as f16 */
+    float *qf;        /* [n_threads][n_head / n_head_kv][head_dim]  the query being rebased */
+    int *stored;      /* [n_layer] positions stored so far */
+    lb_kv_rope rope;
+    struct {          /* a batch whose storing is deferred to attend() */
+        bool active;
+        int il, pos0, n;
+        const float *k, *v;
+    } pend;
     lb_kvq_cache *q;  /* the quantized store (then none of the above is allocated), or NULL */
 };
 
@@ -47,6 +67,18 @@ static size_t scratch_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
 size_t lb_kv_cache_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
 {
     return 2 * cache_bytes(hp, n_ctx) + scratch_bytes(hp, n_ctx, n_threads) + sizeof(lb_kv_cache);
+}
+
+/* The window's extra scratch: qs16, qf, stored. */
+static size_t window_bytes(const lb_hparams *hp, int n_threads)
+{
+    const size_t qw = (size_t)n_threads * (size_t)hp->n_head * (size_t)hp->head_dim / (size_t)hp->n_head_kv;
+    return qw * (sizeof(lb_f16) + sizeof(float)) + (size_t)hp->n_layer * sizeof(int);
+}
+
+size_t lb_kv_cache_bytes_window(const lb_hparams *hp, int n_window, int n_sink, int n_threads)
+{
+    return lb_kv_cache_bytes(hp, n_sink + n_window + LB_KV_RING_SLACK, n_threads) + window_bytes(hp, n_threads);
 }
 
 lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_cache **out, lb_err *err)
@@ -72,6 +104,46 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
         lb_kv_cache_free(c);
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of KV cache for %d positions", 2 * per, n_ctx);
     }
+    *out = c;
+    return LB_OK;
+}
+
+lb_status lb_kv_cache_new_window(const lb_hparams *hp, int n_window, int n_sink, int n_threads, lb_kv_type k,
+                                 lb_kv_type v, lb_kv_cache **out, lb_err *err)
+{
+    if (n_window < 1 || n_window > LB_KV_MAX_POS / 2 || n_sink < 0 || n_sink > LB_KV_MAX_POS / 2)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "window %d must be >= 1 and sinks %d >= 0", n_window, n_sink);
+    if (!lb_kv_type_bits(k) || !lb_kv_type_bits(v))
+        return lb__errf(err, LB_ERR_INVALID_ARG, "unknown KV cache type (K %d, V %d)", (int)k, (int)v);
+    if (k != LB_KV_F16 || v != LB_KV_F16) {
+        lb_kv_cache *c = calloc(1, sizeof *c);
+        if (!c)
+            return lb__errf(err, LB_ERR_NOMEM, "cannot allocate the KV cache");
+        lb_status st = lb__kvq_cache_new_window(hp, 0, n_window, n_threads, k, v, n_sink, &c->q, err);
+        if (st) {
+            free(c);
+            return st;
+        }
+        c->n_ctx = LB_KV_MAX_POS;
+        *out = c;
+        return LB_OK;
+    }
+    lb_kv_cache *c = NULL;
+    lb_status st = lb_kv_cache_new(hp, n_sink + n_window + LB_KV_RING_SLACK, n_threads, &c, err);
+    if (st)
+        return st;
+    c->n_window = n_window;
+    c->n_sink = n_sink;
+    c->ring = n_window + LB_KV_RING_SLACK;
+    const size_t qw = (size_t)n_threads * (size_t)hp->n_head * (size_t)hp->head_dim / (size_t)hp->n_head_kv;
+    c->qs16 = malloc(qw * sizeof(lb_f16));
+    c->qf = malloc(qw * sizeof(float));
+    c->stored = calloc((size_t)hp->n_layer, sizeof(int));
+    if (!c->qs16 || !c->qf || !c->stored) {
+        lb_kv_cache_free(c);
+        return lb__errf(err, LB_ERR_NOMEM, "cannot allocate the KV cache's window scratch");
+    }
+    lb__kv_rope_init(&c->rope, hp);
     *out = c;
     return LB_OK;
 }
@@ -110,10 +182,13 @@ void lb_kv_cache_free(lb_kv_cache *c)
     lb_aligned_free(c->scores);
     lb_aligned_free(c->q16);
     lb_aligned_free(c->p16);
+    free(c->qs16);
+    free(c->qf);
+    free(c->stored);
     free(c);
 }
 
-int lb_kv_cache_n_ctx(const lb_kv_cache *c) { return c->n_ctx; }
+int lb_kv_cache_n_ctx(const lb_kv_cache *c) { return c->ring ? LB_KV_MAX_POS : c->n_ctx; }
 
 /* K of (layer, kv head, position): [head_dim] */
 static lb_f16 *k_row(const lb_kv_cache *c, int il, int h, int pos)
@@ -210,10 +285,154 @@ static void attend(void *ctx, int il, int pos0, int n, const float *q, float *ou
         lb_pool_run(pool, attend_part, &j);
 }
 
+/* ------------------------------------------------------ sliding window */
+
+/* The slot of position pos: sinks keep theirs, the rest share the ring. */
+static int w_slot(const lb_kv_cache *c, int pos)
+{
+    return pos < c->n_sink ? pos : c->n_sink + (pos - c->n_sink) % c->ring;
+}
+
+static void w_write(lb_kv_cache *c, int il, int pos0, int n, const float *k, const float *v)
+{
+    const lb_fmath *fm = lb_fmath_get();
+    const int hd = c->head_dim, kvw = c->n_head_kv * hd;
+    for (int t = 0; t < n; t++) {
+        const int slot = w_slot(c, pos0 + t);
+        for (int h = 0; h < c->n_head_kv; h++) {
+            fm->to_f16(hd, k + (size_t)t * kvw + h * hd, k_row(c, il, h, slot));
+            const float *vs = v + (size_t)t * kvw + h * hd;
+            for (int d = 0; d < hd; d++)
+                v_row(c, il, h, d)[slot] = lb_f32_to_f16(vs[d]);
+        }
+    }
+    c->stored[il] = pos0 + n;
+}
+
+static void w_flush(lb_kv_cache *c)
+{
+    if (c->pend.active) {
+        c->pend.active = false;
+        w_write(c, c->pend.il, c->pend.pos0, c->pend.n, c->pend.k, c->pend.v);
+    }
+}
+
+/* Checks the range and defers the writing to w_attend (as kv_quant.c does),
+ * which stores and attends a batch in stretches of at most the ring's slack. */
+static lb_status w_store(void *ctx, int il, int pos0, int n, const float *k, const float *v)
+{
+    lb_kv_cache *c = ctx;
+    w_flush(c);
+    if (il < 0 || il >= c->n_layer || pos0 < 0 || n < 0 || pos0 > c->stored[il] || n > LB_KV_MAX_POS - pos0)
+        return LB_ERR_RANGE;
+    /* going back is possible while the ring has not wrapped, or to the sinks */
+    if (pos0 < c->stored[il] && pos0 > c->n_sink && c->stored[il] > c->n_sink + c->ring)
+        return LB_ERR_RANGE;
+    c->pend.active = true;
+    c->pend.il = il;
+    c->pend.pos0 = pos0;
+    c->pend.n = n;
+    c->pend.k = k;
+    c->pend.v = v;
+    return LB_OK;
+}
+
+/* One token and one KV head per work item, as attend_part. */
+static void w_attend_part(void *ctx, int ith, int nth)
+{
+    attn_job *j = ctx;
+    lb_kv_cache *c = j->c;
+    const int hd = c->head_dim, group = c->n_head / c->n_head_kv, S = c->n_sink;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const lb_fmath *fm = lb_fmath_get();
+    float *sc = c->scores + (size_t)ith * c->n_ctx * group;   /* [group][n_ctx] by visible index */
+    lb_f16 *q16 = c->q16 + (size_t)ith * group * hd;          /* [group][hd] */
+    lb_f16 *qs16 = c->qs16 + (size_t)ith * group * hd;        /* [group][hd] */
+    float *qf = c->qf + (size_t)ith * group * hd;             /* [group][hd] */
+    lb_f16 *p16 = c->p16 + (size_t)ith * c->n_ctx;            /* [n_ctx] by visible index */
+    int64_t b, e;
+    lb_split((int64_t)j->n * c->n_head_kv, ith, nth, &b, &e);
+    for (int64_t w = b; w < e; w++) {
+        const int t = (int)(w / c->n_head_kv), kvh = (int)(w % c->n_head_kv), p = j->pos0 + t;
+        /* visible: sinks 0 .. n_sk-1, then positions w0 .. p (at most W of them) */
+        const int n_sk = p + 1 < S ? p + 1 : S;
+        const int w0 = p - c->n_window + 1 > S ? p - c->n_window + 1 : S;
+        const int n_w = p >= w0 ? p - w0 + 1 : 0, n_vis = n_sk + n_w;
+        const float *q = j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd;
+        fm->to_f16((int64_t)group * hd, q, q16);
+        const lb_f16 *qsink = q16;
+        if (w0 > S && n_sk > 0) {   /* rebase the query for the sinks (StreamingLLM) */
+            memcpy(qf, q, (size_t)group * hd * sizeof(float));
+            lb__kv_rope_shift(&c->rope, qf, group, hd, p, p - (w0 - S));
+            fm->to_f16((int64_t)group * hd, qf, qs16);
+            qsink = qs16;
+        }
+        for (int i = 0; i < n_vis; i++) {
+            const bool sink = i < n_sk;
+            const lb_f16 *kr = k_row(c, j->il, kvh, sink ? i : w_slot(c, w0 + i - n_sk));
+            for (int g = 0; g < group; g++)
+                sc[(size_t)g * c->n_ctx + i] = fm->dot16(hd, kr, (sink ? qsink : q16) + (size_t)g * hd) * scale;
+        }
+        /* the window's slots: one run from its first slot, then the wrapped rest */
+        const int a = n_w ? w_slot(c, w0) : S, n1 = n_w < S + c->ring - a ? n_w : S + c->ring - a;
+        for (int g = 0; g < group; g++) {
+            float *s = sc + (size_t)g * c->n_ctx;
+            float mx = s[0];
+            for (int i = 1; i < n_vis; i++)
+                mx = s[i] > mx ? s[i] : mx;
+            double sum = fm->exp_sum(n_vis, s, s, mx);
+            float inv = (float)(1.0 / sum);
+            for (int i = 0; i < n_vis; i++)
+                s[i] *= inv;
+            fm->to_f16(n_vis, s, p16);
+            float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
+            for (int d = 0; d < hd; d++) {
+                const lb_f16 *vr = v_row(c, j->il, kvh, d);
+                float acc = n_sk ? fm->dot16(n_sk, vr, p16) : 0.0f;
+                if (n1)
+                    acc += fm->dot16(n1, vr + a, p16 + n_sk);
+                if (n_w > n1)
+                    acc += fm->dot16(n_w - n1, vr + S, p16 + n_sk + n1);
+                o[d] = acc;
+            }
+        }
+    }
+}
+
+static void w_attend_rows(lb_kv_cache *c, int il, int pos0, int n, const float *q, float *out, lb_pool *pool)
+{
+    attn_job j = {c, il, pos0, n, q, out};
+    if (n == 1 && c->n_threads == 1)
+        w_attend_part(&j, 0, 1);
+    else
+        lb_pool_run(pool, w_attend_part, &j);
+}
+
+static void w_attend(void *ctx, int il, int pos0, int n, const float *q, float *out, lb_pool *pool)
+{
+    lb_kv_cache *c = ctx;
+    if (!(c->pend.active && c->pend.il == il && c->pend.pos0 == pos0 && c->pend.n == n)) {
+        w_flush(c);
+        w_attend_rows(c, il, pos0, n, q, out, pool);
+        return;
+    }
+    c->pend.active = false;
+    const int kvw = c->n_head_kv * c->head_dim, qw = c->n_head * c->head_dim;
+    for (int t0 = 0; t0 < n; t0 += LB_KV_RING_SLACK) {
+        const int len = n - t0 < LB_KV_RING_SLACK ? n - t0 : LB_KV_RING_SLACK;
+        w_write(c, il, pos0 + t0, len, c->pend.k + (size_t)t0 * kvw, c->pend.v + (size_t)t0 * kvw);
+        w_attend_rows(c, il, pos0 + t0, len, q + (size_t)t0 * qw, out + (size_t)t0 * qw, pool);
+    }
+}
+
 lb_kv_ops lb_kv_cache_ops(lb_kv_cache *c)
 {
     if (c->q)
         return lb__kvq_cache_ops(c->q);
+    if (c->ring) {
+        lb_kv_ops ops = {c, w_store, w_attend};
+        return ops;
+    }
     lb_kv_ops ops = {c, store, attend};
     return ops;
 }

@@ -23,9 +23,24 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
  * quantized type with a head_dim other than 64/128/256), LB_ERR_NOMEM. */
 lb_status lb_kv_cache_new_typed(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_type k, lb_kv_type v,
                                 int n_sink, lb_kv_cache **out, lb_err *err);
+/* A cache for an unbounded stream that keeps the first n_sink positions and
+ * a sliding window of the newest ones (docs/kv-cache.md, "Sliding window"):
+ * F16/F16 keeps exactly the n_window newest, in a ring of n_window +
+ * LB_KV_RING_SLACK slots; a quantized pair keeps between n_window + 1 and
+ * n_window + LB_KV_GROUP (n_window rounded up to whole key groups, plus the
+ * residual group).  Positions are absolute, up to LB_KV_MAX_POS; a query
+ * scores the sinks as if it stood right after them and the window (the
+ * keys are never re-rotated).  Allocates exactly
+ * lb_kv_estimate_bytes_window(hp, n_window, n_sink, k, v, n_threads) bytes.
+ * Errors as lb_kv_cache_new_typed. */
+lb_status lb_kv_cache_new_window(const lb_hparams *hp, int n_window, int n_sink, int n_threads, lb_kv_type k,
+                                 lb_kv_type v, lb_kv_cache **out, lb_err *err);
+/* Bytes of an F16/F16 windowed cache (for the estimator). */
+size_t lb_kv_cache_bytes_window(const lb_hparams *hp, int n_window, int n_sink, int n_threads);
 void lb_kv_cache_free(lb_kv_cache *c);
 /* The operations the forward pass calls. */
 lb_kv_ops lb_kv_cache_ops(lb_kv_cache *c);
+/* Positions the cache accepts: its context, or LB_KV_MAX_POS when windowed. */
 int lb_kv_cache_n_ctx(const lb_kv_cache *c);
 /* The quantized store inside c, or NULL for an F16/F16 cache (tests). */
 lb_kvq_cache *lb__kv_cache_quant(lb_kv_cache *c);

@@ -5,6 +5,7 @@
 
 #include "kv_cache.h"
 #include "kv_quant.h"
+#include "kv_window.h"
 
 static const char *const names[LB_KV_TYPE_COUNT] = {"f16", "q8", "q4", "q3", "q2"};
 static const int bits[LB_KV_TYPE_COUNT] = {16, 8, 4, 3, 2};
@@ -67,4 +68,17 @@ size_t lb_kv_estimate_bytes_sinks(const lb_hparams *hp, int n_ctx, lb_kv_type k,
     if (!lb_kv_quant_supported(hp))
         return 0;
     return lb__kv_cache_wrapper_bytes() + lb__kvq_cache_bytes(hp, n_ctx, k, v, n_sink, n_threads);
+}
+
+size_t lb_kv_estimate_bytes_window(const lb_hparams *hp, int n_window, int n_sink, lb_kv_type k, lb_kv_type v,
+                                   int n_threads)
+{
+    if (n_window < 1 || n_window > LB_KV_MAX_POS / 2 || n_sink < 0 || n_sink > LB_KV_MAX_POS / 2 || n_threads < 1 ||
+        !lb_kv_type_bits(k) || !lb_kv_type_bits(v))
+        return 0;
+    if (k == LB_KV_F16 && v == LB_KV_F16)
+        return lb_kv_cache_bytes_window(hp, n_window, n_sink, n_threads);
+    if (!lb_kv_quant_supported(hp))
+        return 0;
+    return lb__kv_cache_wrapper_bytes() + lb__kvq_cache_bytes_window(hp, 0, n_window, k, v, n_sink, n_threads);
 }

@@ -38,4 +38,9 @@ size_t lb_kv_estimate_bytes(const lb_hparams *hp, int n_ctx, lb_kv_type k, lb_kv
 size_t lb_kv_estimate_bytes_sinks(const lb_hparams *hp, int n_ctx, lb_kv_type k, lb_kv_type v, int n_sink,
                                   int n_threads);
 
+/* Exactly the bytes lb_kv_cache_new_window allocates; 0 for invalid
+ * arguments or an unsupported model. */
+size_t lb_kv_estimate_bytes_window(const lb_hparams *hp, int n_window, int n_sink, lb_kv_type k, lb_kv_type v,
+                                   int n_threads);
+
 #endif
