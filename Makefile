@@ -3,6 +3,8 @@
 #   make test       build and run the unit tests natively
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make wasm-test  the core and unit tests built with emscripten, run under node
+#   make web        the browser builds for the JS SDK in web/ (docs/web.md)
+#   make neon-test  the kernel tests cross-compiled for AArch64 (NEON), run under qemu-user
 #   make fuzz       libFuzzer targets (clang)
 #   make compile_commands.json   for clangd/clang-tidy (uses bear)
 
@@ -22,10 +24,15 @@ endif
 LIB_DIRS := base format quant kernels tokenizer model kv generate api
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 X86_SRC  := $(wildcard src/kernels/x86/*.c)
+# On an AArch64 host the Arm NEON files take the x86 files' place.
+ifneq (,$(filter aarch64%,$(shell $(CC) -dumpmachine 2>/dev/null)))
+X86_SRC  :=
+ARM_SRC  := $(wildcard src/kernels/arm/*.c)
+endif
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(X86_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(X86_SRC:%.c=$(BUILD)/%.o) $(ARM_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -46,6 +53,12 @@ $(BUILD)/lowbit: $(CLI_OBJ) $(BUILD)/liblowbit.a
 $(BUILD)/src/kernels/x86/%.o: src/kernels/x86/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -MMD -MP -c -o $@ $<
+
+# The *_dotprod.c files are the only ones built for Armv8.2's SDOT; they are
+# called only where the CPU reports it (kernels/cpu.c).
+$(BUILD)/src/kernels/arm/%_dotprod.o: src/kernels/arm/%_dotprod.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -march=armv8.2-a+dotprod -MMD -MP -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -179,3 +192,99 @@ CLI_OBJ    += $(SERVER_OBJ)
 $(BUILD)/lowbit: $(SERVER_OBJ)
 $(BUILD)/lowbit: LDLIBS += -lcivetweb -ljansson
 -include $(SERVER_OBJ:.o=.d)
+
+# ---------------------------------------------------------------- web
+# `make web`: the browser builds of the core plus the SDK's C glue (web/c), as ES-module
+# factories for a Worker: build/web/lowbit-{simd-mt,simd,nosimd}.{mjs,wasm}.  The SDK picks one at
+# run time (web/src/capabilities.js): SIMD128 + pthreads when the page is cross-origin isolated,
+# SIMD single-thread, then plain wasm.  PCRE2 is built twice (with and without -pthread) because
+# objects with atomics cannot be linked into a build without shared memory.
+WEB_BUILD   ?= build/web
+WEB_SRC     := $(LIB_SRC) src/server/chat_template.c $(wildcard web/c/*.c)
+WEB_FUNCS   := malloc free lbw_last_error lbw_plan lbw_model_load lbw_model_free lbw_model_info \
+               lbw_session_new lbw_session_free lbw_chat_prompt lbw_chat_stop lbw_gen_begin lbw_gen_step \
+               lbw_gen_token lbw_gen_piece lbw_gen_piece_len lbw_gen_stats lbw_gen_end
+WEB_EMPTY   :=
+WEB_COMMA   := ,
+WEB_EXPORTS := $(subst $(WEB_EMPTY) $(WEB_EMPTY),$(WEB_COMMA),$(strip $(WEB_FUNCS:%=_%)))
+WEB_LDFLAGS := -sMODULARIZE=1 -sEXPORT_ES6=1 -sENVIRONMENT=web,worker -sEXPORT_NAME=createLowbit \
+               -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sINITIAL_MEMORY=32MB -sTOTAL_STACK=1MB \
+               -sEXPORTED_FUNCTIONS=$(WEB_EXPORTS) -sEXPORTED_RUNTIME_METHODS=UTF8ToString,stringToUTF8,lengthBytesUTF8 \
+               -sFILESYSTEM=0 -sEXIT_RUNTIME=0
+WEB_CFLAGS_simd-mt := -msimd128 -pthread
+WEB_CFLAGS_simd    := -msimd128
+WEB_CFLAGS_nosimd  :=
+WEB_LDFLAGS_simd-mt := -pthread -sPTHREAD_POOL_SIZE=4 -Wno-pthreads-mem-growth
+WEB_PCRE2_simd-mt  := $(WEB_BUILD)/pcre2-mt
+WEB_PCRE2_simd     := $(WEB_BUILD)/pcre2-st
+WEB_PCRE2_nosimd   := $(WEB_BUILD)/pcre2-st
+WEB_VARIANTS := simd-mt simd nosimd
+
+.PHONY: web
+web: $(foreach v,$(WEB_VARIANTS),$(WEB_BUILD)/lowbit-$(v).mjs)
+
+# PCRE2 from the source tree the wasm section already unpacked when there is one (else the script fetches it).
+$(WEB_BUILD)/pcre2-mt/lib/libpcre2-8.a: PCRE2_FLAGS := -O2 -pthread
+$(WEB_BUILD)/pcre2-st/lib/libpcre2-8.a: PCRE2_FLAGS := -O2
+$(WEB_BUILD)/pcre2-%/lib/libpcre2-8.a:
+	@mkdir -p $(WEB_BUILD)/pcre2-$*/src
+	if [ -d $(WASM_PCRE2)/src/pcre2 ] && [ ! -d $(WEB_BUILD)/pcre2-$*/src/pcre2 ]; then cp -r $(WASM_PCRE2)/src/pcre2 $(WEB_BUILD)/pcre2-$*/src/; fi
+	$(EMCC_ENV) PCRE2_WASM_CFLAGS="$(PCRE2_FLAGS)" scripts/wasm/build-pcre2.sh $(WEB_BUILD)/pcre2-$*
+
+# One object tree and one link per variant; the SIMD128 kernels (src/kernels/wasm) only where SIMD is on.
+define WEB_VARIANT
+WEB_OBJ_$(1) := $$(patsubst %.c,$(WEB_BUILD)/$(1)/%.o,$$(WEB_SRC) $$(if $$(findstring simd128,$$(WEB_CFLAGS_$(1))),$$(wildcard src/kernels/wasm/*.c)))
+$(WEB_BUILD)/$(1)/%.o: %.c | $$(WEB_PCRE2_$(1))/lib/libpcre2-8.a
+	@mkdir -p $$(@D)
+	$$(EMCC_ENV) $$(EMCC) $$(CPPFLAGS) -I$$(WEB_PCRE2_$(1))/include -O3 -std=c11 $$(WARN) $$(WEB_CFLAGS_$(1)) \
+	  $$(if $$(filter 1,$$(WERROR)),-Werror) -MMD -MP -c -o $$@ $$<
+$(WEB_BUILD)/lowbit-$(1).mjs: $$(WEB_OBJ_$(1)) $$(WEB_PCRE2_$(1))/lib/libpcre2-8.a
+	$$(EMCC_ENV) $$(EMCC) -O3 $$(WEB_CFLAGS_$(1)) $$(WEB_LDFLAGS) $$(WEB_LDFLAGS_$(1)) -o $$@ $$^ -lm
+-include $$(WEB_OBJ_$(1):.o=.d)
+endef
+$(foreach v,$(WEB_VARIANTS),$(eval $(call WEB_VARIANT,$(v))))
+
+# ---------------------------------------------------------------- neon
+# The Arm NEON kernels (src/kernels/arm) and the kernel tests cross-compiled
+# for AArch64 and run under qemu-user.  Only the layers the kernel tests link
+# are built (no tokenizer: Debian has no arm64 PCRE2 on an x86 host), and
+# only the kernel tests run: the rest of the engine has no Arm-specific code.
+# qemu's default CPU has the dot-product extension, so both the "neon" and
+# the "neon-dotprod" sets are tested (NEON_RUN="qemu-aarch64 -cpu cortex-a53
+# -L ..." tests a CPU without it).
+NEON_CC     ?= aarch64-linux-gnu-gcc
+NEON_AR     ?= aarch64-linux-gnu-ar
+NEON_BUILD  ?= build/neon
+NEON_RUN    ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+NEON_CFLAGS := -O2 -g -std=c11 $(WARN) -pthread $(NEON_EXTRA_CFLAGS)
+ifeq ($(WERROR),1)
+NEON_CFLAGS += -Werror
+endif
+NEON_SRC    := $(foreach d,base format quant kernels,$(wildcard src/$(d)/*.c)) $(wildcard src/kernels/arm/*.c)
+NEON_OBJ    := $(NEON_SRC:%.c=$(NEON_BUILD)/%.o)
+NEON_TESTS  := $(patsubst %,$(NEON_BUILD)/tests/%,test_kernels_q32 test_kernels_k test_kernels_float test_kernels_kv \
+                 test_fmath test_kdot_lanes)
+
+.PHONY: neon neon-test
+neon: $(NEON_TESTS)
+
+$(NEON_BUILD)/src/kernels/arm/%_dotprod.o: src/kernels/arm/%_dotprod.c
+	@mkdir -p $(@D)
+	$(NEON_CC) $(CPPFLAGS) $(NEON_CFLAGS) -march=armv8.2-a+dotprod -MMD -MP -c -o $@ $<
+
+$(NEON_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(NEON_CC) $(CPPFLAGS) $(NEON_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(NEON_BUILD)/liblowbit.a: $(NEON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && $(NEON_AR) rcs $@ $^
+
+$(NEON_BUILD)/tests/%: tests/unit/%.c $(NEON_BUILD)/liblowbit.a
+	@mkdir -p $(@D)
+	$(NEON_CC) $(CPPFLAGS) $(NEON_CFLAGS) -Itests/unit -o $@ $< $(NEON_BUILD)/liblowbit.a -lm -lpthread
+
+neon-test: neon
+	tests/run_unit.sh $(NEON_BUILD)/tests "$(NEON_RUN)"
+
+-include $(NEON_OBJ:.o=.d)

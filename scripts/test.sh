@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# THE test command: setup, native unit tests (-Werror), ASan+UBSan, wasm under node, golden, fuzz smoke.
+# THE test command: setup, native unit tests (-Werror), ASan+UBSan, wasm under node, the web SDK in Chromium, Firefox and WebKit, NEON kernel tests under qemu, golden, fuzz smoke.
 # Prints a header and the time of each section, then one last line "N passed, N failed"
 # (unit sections add up their checks; every other section counts as one) and exits non-zero if anything failed.
-# Environment: LB_TEST_ONLY="native server asan wasm golden fuzz" (cli runs with native, cli-asan with asan) runs a subset; LB_FUZZ_SECONDS (default 60).
+# Environment: LB_TEST_ONLY="native server asan wasm browser neon golden fuzz" (cli runs with native, cli-asan with asan) runs a subset; LB_FUZZ_SECONDS (default 60).
 set -u
 cd "$(dirname "$0")/.."
 export CI=${CI:-true}
@@ -64,6 +64,8 @@ want server && section server one 600 tests/server/run.sh
 want asan && section asan unit 900 make -j2 asan
 want asan && section cli-asan one 600 tests/cli/run.sh build/asan
 want wasm && section wasm unit 900 make -j2 wasm-test
+want browser && section browser one 2400 tests/browser/run.sh
+want neon && section neon unit 900 make -j2 WERROR=1 neon-test
 if want golden; then
   if [ -x tests/golden/run.sh ]; then section golden one 600 tests/golden/run.sh
   else skip golden "tests/golden/run.sh not present"; fi

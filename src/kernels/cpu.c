@@ -3,6 +3,13 @@
 
 #include "base/once.h"
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)   /* the kernel's bit for SDOT/UDOT */
+#endif
+#endif
+
 static lb_cpu_features feats;
 static lb_once feats_once = LB_ONCE_INIT;
 
@@ -24,6 +31,9 @@ static void detect(void)
     feats.avx512bw = __builtin_cpu_supports("avx512bw");
     feats.avx512vl = __builtin_cpu_supports("avx512vl");
     feats.avx512vnni = __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+    feats.neon_dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #endif
 }
 

@@ -1,11 +1,11 @@
 /* Builds the kernel sets once: scalar references first, then each ISA's
- * variants on top where the CPU has the features. */
+ * variants on top where the build targets it and the CPU has the features. */
 #include "kernels.h"
 
 #include "base/once.h"
 
-static lb_kernel_set scalar_set, avx2_set;
-static bool avx2_ok;
+static lb_kernel_set scalar_set, avx2_set, wasm_set, neon_set, neon_dotprod_set;
+static bool avx2_ok, wasm_ok, neon_ok, neon_dotprod_ok;
 static lb_once sets_once = LB_ONCE_INIT;
 
 static void axpy_f32(int64_t n, float a, const float *x, float *y)
@@ -40,10 +40,42 @@ static void build(void)
         lb__kernels_register_avx2_float(&avx2_set);
         lb__kernels_register_avx2_q32(&avx2_set);
         lb__kernels_register_avx2_k(&avx2_set);
+        lb__kernels_register_avx2_lbq(&avx2_set);   /* after _k: reuses its A8_K quantizer */
         lb__fmath_register_avx2(&avx2_set.fmath);
         lb__kvq_register_avx2(&avx2_set.kvq);
         avx2_set.fmath.isa = avx2_set.kvq.isa = "avx2";
         avx2_ok = true;
+    }
+#endif
+    /* WebAssembly has no run-time feature test: a module built with
+     * -msimd128 fails to load where SIMD is missing, so the host picks the
+     * build (web/ detects SIMD and loads the scalar build otherwise). */
+#if defined(__wasm_simd128__)
+    fill_from_ref(&wasm_set, "wasm-simd128");
+    lb__kernels_register_wasm_float(&wasm_set);
+    lb__kernels_register_wasm_q32(&wasm_set);
+    lb__kernels_register_wasm_k(&wasm_set);
+    lb__fmath_register_wasm(&wasm_set.fmath);
+    lb__kvq_register_wasm(&wasm_set.kvq);
+    wasm_set.fmath.isa = wasm_set.kvq.isa = "wasm-simd128";
+    wasm_ok = true;
+#endif
+    /* Advanced SIMD is part of every AArch64 CPU. */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    fill_from_ref(&neon_set, "neon");
+    lb__kernels_register_neon_float(&neon_set);
+    lb__kernels_register_neon_q32(&neon_set);
+    lb__kernels_register_neon_k(&neon_set);
+    lb__fmath_register_neon(&neon_set.fmath);
+    lb__kvq_register_neon(&neon_set.kvq);
+    neon_set.fmath.isa = neon_set.kvq.isa = "neon";
+    neon_ok = true;
+    if (lb_cpu()->neon_dotprod) {
+        neon_dotprod_set = neon_set;
+        neon_dotprod_set.isa = "neon-dotprod";
+        lb__kernels_register_neon_dotprod_q32(&neon_dotprod_set);
+        lb__kernels_register_neon_dotprod_k(&neon_dotprod_set);
+        neon_dotprod_ok = true;
     }
 #endif
 }
@@ -60,8 +92,40 @@ const lb_kernel_set *lb_kernels_avx2(void)
     return avx2_ok ? &avx2_set : NULL;
 }
 
+const lb_kernel_set *lb_kernels_wasm(void)
+{
+    lb_once_run(&sets_once, build);
+    return wasm_ok ? &wasm_set : NULL;
+}
+
+const lb_kernel_set *lb_kernels_neon(void)
+{
+    lb_once_run(&sets_once, build);
+    return neon_ok ? &neon_set : NULL;
+}
+
+const lb_kernel_set *lb_kernels_neon_dotprod(void)
+{
+    lb_once_run(&sets_once, build);
+    return neon_dotprod_ok ? &neon_dotprod_set : NULL;
+}
+
+int lb_kernels_variants(const lb_kernel_set **out, int max)
+{
+    const lb_kernel_set *all[4] = {lb_kernels_avx2(), lb_kernels_neon(), lb_kernels_neon_dotprod(), lb_kernels_wasm()};
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (all[i] && n < max)
+            out[n++] = all[i];
+    return n;
+}
+
 const lb_kernel_set *lb_kernels(void)
 {
     lb_once_run(&sets_once, build);
-    return avx2_ok ? &avx2_set : &scalar_set;
+    if (avx2_ok)
+        return &avx2_set;
+    if (neon_ok)
+        return neon_dotprod_ok ? &neon_dotprod_set : &neon_set;
+    return wasm_ok ? &wasm_set : &scalar_set;
 }

@@ -10,9 +10,16 @@
 #include "kernels/kvq.h"
 #include "quant/quant.h"
 
+/* One weight row against 4 activation rows act_stride bytes apart:
+ * s[j * s_stride] = vec_dot(n, w, row j), bit-identical to vec_dot, with the
+ * weight blocks unpacked once for all four (batched decoding and prefill). */
+typedef void (*lb_vec_dot4_fn)(int64_t n, float *s, int64_t s_stride, const void *w, const void *act,
+                               size_t act_stride);
+
 typedef struct lb_kernel_set {
     const char *isa;                          /* "scalar", "avx2", ... */
     lb_vec_dot_fn vec_dot[LB_TYPE_COUNT];     /* weight type -> dot with its act_type */
+    lb_vec_dot4_fn vec_dot4[LB_TYPE_COUNT];   /* optional (NULL: lb_matmul calls vec_dot per row) */
     lb_dequant_fn dequant[LB_TYPE_COUNT];
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */
     /* y[i] += a * x[i] for n floats (attention's weighted sum of values) */
@@ -28,10 +35,21 @@ const lb_kernel_set *lb_kernels(void);
 const lb_kernel_set *lb_kernels_scalar(void);
 /* The AVX2+FMA+F16C set, or NULL when not compiled in or the CPU lacks it. */
 const lb_kernel_set *lb_kernels_avx2(void);
+/* The WebAssembly SIMD128 set, or NULL unless built with -msimd128. */
+const lb_kernel_set *lb_kernels_wasm(void);
+/* The Arm NEON set (AArch64), or NULL on other targets. */
+const lb_kernel_set *lb_kernels_neon(void);
+/* NEON with the Armv8.2 dot-product extension (SDOT), or NULL where absent. */
+const lb_kernel_set *lb_kernels_neon_dotprod(void);
+/* Every SIMD set this build can run on this CPU (never the scalar one):
+ * stores up to max of them in out and returns how many.  The kernel tests
+ * compare each with the scalar references. */
+int lb_kernels_variants(const lb_kernel_set **out, int max);
 
 /* CPU features, detected once. */
 typedef struct lb_cpu_features {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni;
+    bool neon_dotprod;   /* AArch64 SDOT/UDOT (Linux and Android report it in AT_HWCAP) */
 } lb_cpu_features;
 const lb_cpu_features *lb_cpu(void);
 
@@ -39,5 +57,19 @@ const lb_cpu_features *lb_cpu(void);
 void lb__kernels_register_avx2_float(lb_kernel_set *k);  /* F32 F16 BF16 */
 void lb__kernels_register_avx2_q32(lb_kernel_set *k);    /* Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, A8_32 */
 void lb__kernels_register_avx2_k(lb_kernel_set *k);      /* Q2_K..Q6_K, A8_K */
+void lb__kernels_register_avx2_lbq(lb_kernel_set *k);    /* LBQ2 LBQ3, A8_H */
+/* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
+void lb__kernels_register_wasm_float(lb_kernel_set *k);
+void lb__kernels_register_wasm_q32(lb_kernel_set *k);
+void lb__kernels_register_wasm_k(lb_kernel_set *k);
+void lb__fmath_register_wasm(lb_fmath *f);
+void lb__kvq_register_wasm(lb_kvq_kernels *k);
+void lb__kernels_register_neon_float(lb_kernel_set *k);
+void lb__kernels_register_neon_q32(lb_kernel_set *k);
+void lb__kernels_register_neon_k(lb_kernel_set *k);
+void lb__kernels_register_neon_dotprod_q32(lb_kernel_set *k);   /* kernels/arm/neon_*_dotprod.c */
+void lb__kernels_register_neon_dotprod_k(lb_kernel_set *k);
+void lb__fmath_register_neon(lb_fmath *f);
+void lb__kvq_register_neon(lb_kvq_kernels *k);
 
 #endif

@@ -1,6 +1,7 @@
 /* Tests the fixed-rounding float kernels (kernels/fmath.h): the references
  * follow the stated summation orders, lb_expf is accurate, and every SIMD
- * variant equals the reference bit for bit at awkward lengths. */
+ * SIMD variant (AVX2, NEON, WASM SIMD128) equals the reference bit for bit
+ * at awkward lengths. */
 #include "check.h"
 
 #include <math.h>
@@ -8,6 +9,7 @@
 
 #include "base/fp16.h"
 #include "kernels/fmath.h"
+#include "kernels/kernels.h"
 
 static const int64_t lens[] = {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 255, 257, 1023};
 #define N_LENS (int)(sizeof lens / sizeof lens[0])
@@ -146,21 +148,17 @@ static void test_exp_sum_silu_ref(void)
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-static void test_simd_equals_ref(void)
+static void simd_equals_ref(const lb_fmath *s)
 {
-    const lb_fmath *r = lb_fmath_scalar(), *s = lb_fmath_avx2();
-    if (!s) {
-        printf("  (no AVX2 on this CPU: skipped)\n");
-        return;
-    }
+    const lb_fmath *r = lb_fmath_scalar();
     for (int rep = 0; rep < 4; rep++)
         for (int li = 0; li < N_LENS; li++) {
             int64_t n = lens[li];
             fill_f16(n, rep == 3 ? 24 : 6);
-            CHECKF(same_bits(r->dot16(n, ha, hb), s->dot16(n, ha, hb)), "dot16 n=%lld", (long long)n);
+            CHECKF(same_bits(r->dot16(n, ha, hb), s->dot16(n, ha, hb)), "%s dot16 n=%lld", s->isa, (long long)n);
             for (int64_t nv = 0; nv <= n + 64; nv += 64)
-                CHECKF(same_bits(r->dot64(n, nv, ha, hb), s->dot64(n, nv, ha, hb)), "dot64 n=%lld nv=%lld",
-                       (long long)n, (long long)nv);
+                CHECKF(same_bits(r->dot64(n, nv, ha, hb), s->dot64(n, nv, ha, hb)), "%s dot64 n=%lld nv=%lld",
+                       s->isa, (long long)n, (long long)nv);
             for (int64_t i = 0; i < n; i++) {
                 /* arguments up to +-130 reach the overflow, underflow and subnormal ranges */
                 xf[i] = rep == 3 ? rng_sym() * 130.0f : rng_sym() * 30.0f;
@@ -172,21 +170,32 @@ static void test_simd_equals_ref(void)
                 ga[1] = gb[1] = 0.0f;
             }
             double sr = r->exp_sum(n, ya, xf, 3.0f), ss = s->exp_sum(n, yb, xf, 3.0f);
-            CHECKF(sr == ss, "exp_sum n=%lld: %.17g vs %.17g", (long long)n, sr, ss);
+            CHECKF(sr == ss, "%s exp_sum n=%lld: %.17g vs %.17g", s->isa, (long long)n, sr, ss);
             int bad = 0;
             for (int64_t i = 0; i < n; i++)
                 bad += !same_bits(ya[i], yb[i]);
-            CHECKF(bad == 0, "exp_sum values n=%lld: %d differ", (long long)n, bad);
+            CHECKF(bad == 0, "%s exp_sum values n=%lld: %d differ", s->isa, (long long)n, bad);
             r->silu_mul(n, ga, uf);
             s->silu_mul(n, gb, uf);
             bad = 0;
             for (int64_t i = 0; i < n; i++)
                 bad += !same_bits(ga[i], gb[i]);
-            CHECKF(bad == 0, "silu_mul n=%lld: %d differ", (long long)n, bad);
+            CHECKF(bad == 0, "%s silu_mul n=%lld: %d differ", s->isa, (long long)n, bad);
             r->to_f16(n, xf, ha);
             s->to_f16(n, xf, hb);
-            CHECK(memcmp(ha, hb, (size_t)n * sizeof *ha) == 0);
+            CHECKF(memcmp(ha, hb, (size_t)n * sizeof *ha) == 0, "%s to_f16 n=%lld", s->isa, (long long)n);
         }
+}
+
+/* Every SIMD set of this build (AVX2, NEON, WASM SIMD128). */
+static void test_simd_equals_ref(void)
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    if (ns == 0)
+        printf("  (no SIMD kernel set: skipped)\n");
+    for (int i = 0; i < ns; i++)
+        simd_equals_ref(&sets[i]->fmath);
 }
 
 int main(void)

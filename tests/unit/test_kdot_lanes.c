@@ -1,6 +1,6 @@
 /* Tests the 8-lane Q4_K / Q6_K dot products (quant/ref_k.c): the reference
  * equals the exact dot of the dequantized operands within float rounding and
- * follows the stated lane order, and the AVX2 variant equals it bit for bit. */
+ * follows the stated lane order, and every SIMD variant equals it bit for bit. */
 #include "check.h"
 
 #include <math.h>
@@ -111,13 +111,8 @@ static void test_lane_order(void)
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-static void test_avx2_equals_reference(void)
+static void equals_reference(const lb_kernel_set *v)
 {
-    const lb_kernel_set *v = lb_kernels_avx2();
-    if (!v) {
-        printf("  (no AVX2 on this CPU: skipped)\n");
-        return;
-    }
     const lb_kernel_set r = *lb_kernels_scalar(), a = *v;
     int bad4 = 0, bad6 = 0;
     for (int rep = 0; rep < 200; rep++) {
@@ -132,8 +127,19 @@ static void test_avx2_equals_reference(void)
             bad6 += !same_bits(s0, s1);
         }
     }
-    CHECKF(bad4 == 0, "q4_K: %d mismatches", bad4);
-    CHECKF(bad6 == 0, "q6_K: %d mismatches", bad6);
+    CHECKF(bad4 == 0, "%s q4_K: %d mismatches", v->isa, bad4);
+    CHECKF(bad6 == 0, "%s q6_K: %d mismatches", v->isa, bad6);
+}
+
+/* Every SIMD set of this build (AVX2, NEON, WASM SIMD128). */
+static void test_simd_equals_reference(void)
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    if (ns == 0)
+        printf("  (no SIMD kernel set: skipped)\n");
+    for (int i = 0; i < ns; i++)
+        equals_reference(sets[i]);
 }
 
 
@@ -141,6 +147,6 @@ int main(void)
 {
     RUN(test_reference_accuracy);
     RUN(test_lane_order);
-    RUN(test_avx2_equals_reference);
+    RUN(test_simd_equals_reference);
     return check_done();
 }

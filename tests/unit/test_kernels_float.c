@@ -1,6 +1,7 @@
-/* Tests the float weight kernels (F32, F16, BF16): AVX2 dot products against
- * the double-accumulating reference within a stated bound, and AVX2
- * dequantizers bit for bit, at awkward lengths. */
+/* Tests the float weight kernels (F32, F16, BF16) of every SIMD set of this
+ * build (AVX2, NEON, WASM SIMD128): dot products against the
+ * double-accumulating reference within a stated bound, dequantizers and axpy
+ * bit for bit, at awkward lengths. */
 #include "check.h"
 
 #include <math.h>
@@ -56,13 +57,9 @@ static float weight_value(lb_type t, int64_t i)
     return t == LB_TYPE_F32 ? xw[i] : t == LB_TYPE_F16 ? lb_f16_to_f32(w16[i]) : lb_bf16_to_f32(w16[i]);
 }
 
-static void test_avx2_dots(void)
+static void dots(const lb_kernel_set *simd)
 {
-    const lb_kernel_set *simd = lb_kernels_avx2(), *ref = lb_kernels_scalar();
-    if (!simd) {
-        printf("note: AVX2+FMA+F16C not available, SIMD comparison skipped\n");
-        return;
-    }
+    const lb_kernel_set *ref = lb_kernels_scalar();
     const lb_type types[] = {LB_TYPE_F32, LB_TYPE_F16, LB_TYPE_BF16};
     for (int ti = 0; ti < 3; ti++) {
         lb_type t = types[ti];
@@ -84,25 +81,21 @@ static void test_avx2_dots(void)
                  * the reference once when it narrows its double to float */
                 double bound = (double)(n / 32 + 13) * ldexp(1.0, -24) * mag + 1e-38;
                 double err = fabs((double)sr - ss);
-                CHECKF(err <= bound, "%s n=%lld dist %d: ref %.9g simd %.9g (bound %g)", lb_type_layout_of(t)->name,
+                CHECKF(err <= bound, "%s %s n=%lld dist %d: ref %.9g simd %.9g (bound %g)", simd->isa, lb_type_layout_of(t)->name,
                        (long long)n, dist, sr, ss, bound);
                 if (mag > 0 && err / (ldexp(1.0, -24) * mag) > worst)
                     worst = err / (ldexp(1.0, -24) * mag);
             }
         }
-        printf("  %-4s dot: worst |simd-ref| = %.3f * 2^-24 * sum|w*a| (bound allows %d at n=4096)\n",
-               lb_type_layout_of(t)->name, worst, 4096 / 32 + 13);
+        printf("  %s %-4s dot: worst |simd-ref| = %.3f * 2^-24 * sum|w*a| (bound allows %d at n=4096)\n",
+               simd->isa, lb_type_layout_of(t)->name, worst, 4096 / 32 + 13);
     }
 }
 
 /* Every 16-bit pattern except NaNs (F16C quiets signalling NaNs), at every length. */
-static void test_avx2_dequant(void)
+static void dequant(const lb_kernel_set *simd)
 {
-    const lb_kernel_set *simd = lb_kernels_avx2(), *ref = lb_kernels_scalar();
-    if (!simd) {
-        printf("note: AVX2+FMA+F16C not available, SIMD comparison skipped\n");
-        return;
-    }
+    const lb_kernel_set *ref = lb_kernels_scalar();
     const lb_type types[] = {LB_TYPE_F16, LB_TYPE_BF16};
     for (int ti = 0; ti < 2; ti++) {
         lb_type t = types[ti];
@@ -121,14 +114,44 @@ static void test_avx2_dequant(void)
                 ref->dequant[t](w16 + off, deq_ref, n);
                 memset(deq_simd, 0xAB, sizeof deq_simd);
                 simd->dequant[t](w16 + off, deq_simd, n);
-                CHECKF(memcmp(deq_ref, deq_simd, (size_t)n * sizeof(float)) == 0, "%s dequant n=%lld base %u",
-                       lb_type_layout_of(t)->name, (long long)n, base);
+                CHECKF(memcmp(deq_ref, deq_simd, (size_t)n * sizeof(float)) == 0, "%s %s dequant n=%lld base %u",
+                       simd->isa, lb_type_layout_of(t)->name, (long long)n, base);
                 uint32_t guard;
                 memcpy(&guard, &deq_simd[n], 4);
                 CHECKF(guard == 0xABABABABu, "%s dequant wrote past n=%lld", lb_type_layout_of(t)->name,
                        (long long)n);
             }
         }
+    }
+}
+
+/* axpy: the same multiply and add per element, so bit for bit. */
+static void axpy(const lb_kernel_set *simd)
+{
+    const lb_kernel_set *ref = lb_kernels_scalar();
+    for (int li = 0; li < N_LENS; li++) {
+        int64_t n = lens[li];
+        fill(xw, n, D_UNIFORM);
+        fill(deq_ref, n, D_MIXED_SCALE);
+        memcpy(deq_simd, deq_ref, (size_t)n * sizeof(float));
+        deq_simd[n] = 12345.0f;
+        ref->axpy_f32(n, 0.37f, xw, deq_ref);
+        simd->axpy_f32(n, 0.37f, xw, deq_simd);
+        CHECKF(memcmp(deq_ref, deq_simd, (size_t)n * sizeof(float)) == 0 && deq_simd[n] == 12345.0f,
+               "%s axpy n=%lld", simd->isa, (long long)n);
+    }
+}
+
+static void test_simd_sets(void)
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    if (ns == 0)
+        printf("note: no SIMD kernel set in this build or CPU, SIMD comparison skipped\n");
+    for (int i = 0; i < ns; i++) {
+        dots(sets[i]);
+        dequant(sets[i]);
+        axpy(sets[i]);
     }
 }
 
@@ -144,7 +167,6 @@ static void test_tables_complete(void)
 int main(void)
 {
     RUN(test_tables_complete);
-    RUN(test_avx2_dots);
-    RUN(test_avx2_dequant);
+    RUN(test_simd_sets);
     return check_done();
 }

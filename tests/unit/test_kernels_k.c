@@ -1,10 +1,12 @@
 /* Tests of the K-quant kernels: the scalar reference against llama.cpp files
  * (ground truth), against itself (dot == dequantized dot, exactly, on integer
- * data), and every SIMD variant against the reference. */
+ * data), and every SIMD kernel set of this build (AVX2, NEON, WASM SIMD128)
+ * against the reference. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "check.h"
 #include "format/gguf.h"
@@ -117,6 +119,10 @@ static const int sizes_k[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 #define N_SIZES (int)(sizeof sizes_k / sizeof sizes_k[0])
 #define MAX_BLOCKS 43
 
+/* The SIMD kernel set under test (main runs the comparisons once per set),
+ * or NULL when the build has none. */
+static const lb_kernel_set *cur_set;
+
 /* ---- A8_K quantizer: the rule itself, then SIMD == reference */
 static void test_a8_rule(void)
 {
@@ -154,9 +160,9 @@ static void test_a8_rule(void)
 
 static void test_a8_simd(void)
 {
-    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = lb_kernels_avx2();
+    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = cur_set;
     if (!kv) {
-        printf("  (no AVX2 on this CPU: skipped)\n");
+        printf("  (no SIMD kernel set: skipped)\n");
         return;
     }
     static float x[MAX_BLOCKS * LB_QK_K];
@@ -169,16 +175,16 @@ static void test_a8_simd(void)
             memset(a1, 0xAA, sizeof a1);
             ks->quantize[LB_TYPE_A8_K](x, a0, n);
             kv->quantize[LB_TYPE_A8_K](x, a1, n);
-            CHECKF(memcmp(a0, a1, (size_t)sizes_k[si] * sizeof *a0) == 0, "n=%d rep=%d", n, rep);
+            CHECKF(memcmp(a0, a1, (size_t)sizes_k[si] * sizeof *a0) == 0, "%s n=%d rep=%d", kv->isa, n, rep);
         }
 }
 
 /* ---- dequantize: SIMD == reference, bit for bit */
 static void test_dequant_simd(void)
 {
-    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = lb_kernels_avx2();
+    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = cur_set;
     if (!kv) {
-        printf("  (no AVX2 on this CPU: skipped)\n");
+        printf("  (no SIMD kernel set: skipped)\n");
         return;
     }
     static uint8_t w[MAX_BLOCKS * sizeof(lb_block_q6_K)];
@@ -197,16 +203,17 @@ static void test_dequant_simd(void)
                 kv->dequant[kt->type](w, y1, n);
                 bad += memcmp(y0, y1, (size_t)n * sizeof(float)) != 0;
             }
-        CHECKF(bad == 0, "%s: %d mismatching cases", kt->name, bad);
+        CHECKF(bad == 0, "%s %s: %d mismatching cases", kv->isa, kt->name, bad);
     }
 }
 
-/* ---- dot products: SIMD vs reference within 1e-6 of sum |w_i a_i| */
+/* ---- dot products: SIMD vs reference bit for bit (and, to say how far off
+ * a failure is, within 1e-6 of sum |w_i a_i|) */
 static void test_dot_simd(void)
 {
-    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = lb_kernels_avx2();
+    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = cur_set;
     if (!kv) {
-        printf("  (no AVX2 on this CPU: skipped)\n");
+        printf("  (no SIMD kernel set: skipped)\n");
         return;
     }
     static uint8_t w[MAX_BLOCKS * sizeof(lb_block_q6_K)];
@@ -235,13 +242,15 @@ static void test_dot_simd(void)
                 ks->vec_dot[kt->type](n, &s0, w, a);
                 kv->vec_dot[kt->type](n, &s1, w, a);
                 double err = fabs((double)s0 - s1), tol = 1e-6 * mag + 1e-30;
-                CHECKF(err <= tol, "%s n=%d: simd %.9g ref %.9g (sum|wa| %.6g)", kt->name, n, s1, s0, mag);
+                CHECKF(err <= tol, "%s %s n=%d: simd %.9g ref %.9g (sum|wa| %.6g)", kv->isa, kt->name, n, s1, s0, mag);
                 if (mag > 0 && err / mag > worst)
                     worst = err / mag;
                 exact += memcmp(&s0, &s1, sizeof s0) == 0;
                 cases++;
             }
-        printf("  %s: worst |simd-ref|/sum|wa| = %.3g, bit-exact %d/%d\n", kt->name, worst, exact, cases);
+        printf("  %s %s: worst |simd-ref|/sum|wa| = %.3g, bit-exact %d/%d\n", kv->isa, kt->name, worst, exact, cases);
+        /* every K-quant kernel follows the reference's float order (ref_k.c) */
+        CHECKF(exact == cases, "%s %s: only %d of %d dots bit-exact", kv->isa, kt->name, exact, cases);
     }
 }
 
@@ -277,7 +286,7 @@ static void make_int_acts(lb_block_a8_K *a, int nb, int saturate)
 
 static void test_dot_integer(void)
 {
-    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = lb_kernels_avx2();
+    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = cur_set;
     static uint8_t w[MAX_BLOCKS * sizeof(lb_block_q6_K)];
     static float wf[MAX_BLOCKS * LB_QK_K];
     static lb_block_a8_K a[MAX_BLOCKS];
@@ -345,7 +354,7 @@ static void test_quantize_roundtrip(void)
     static float x[16 * LB_QK_K], y[16 * LB_QK_K], y1[16 * LB_QK_K];
     static uint8_t w[16 * sizeof(lb_block_q6_K)];
     const int n = 16 * LB_QK_K;
-    const lb_kernel_set *kv = lb_kernels_avx2();
+    const lb_kernel_set *kv = cur_set;
     for (int t = 0; t < N_KTYPES; t++) {
         const ktype *kt = &ktypes[t];
         const lb_quant_traits *r = lb_quant_ref(kt->type);
@@ -388,7 +397,7 @@ static void check_file(const lb_gguf *gf, const char *file)
     CHECKF(st == LB_OK, "%s: %s", file, err.msg);
     if (st != LB_OK)
         return;
-    const lb_kernel_set *kv = lb_kernels_avx2();
+    const lb_kernel_set *kv = cur_set;
     int seen[LB_TYPE_COUNT] = {0};
     for (int64_t ti = 0; ti < lb_gguf_n_tensors(g); ti++) {
         const lb_gguf_tensor *t = lb_gguf_tensor_at(g, ti);
@@ -451,16 +460,132 @@ static void test_ground_truth(void)
     lb_gguf_free(gf);
 }
 
+/* ---- WebAssembly's emulated fused multiply-add (kernels/wasm/wasm_fma.h)
+ * equals fmaf: a case where rounding the double sum to float would round
+ * twice, near-ties built on purpose, random operands and special values. */
+#if defined(__wasm_simd128__)
+#include "kernels/wasm/wasm_fma.h"
+
+static int fma4_matches(float d, const float x[4], const float acc[4])
+{
+    float got[4];
+    wasm_v128_store(got, lb__wasm_fma4(d, wasm_v128_load(x), wasm_v128_load(acc)));
+    int ok = 1;
+    for (int k = 0; k < 4; k++) {
+        float want = fmaf(d, x[k], acc[k]);
+        ok &= memcmp(&want, &got[k], 4) == 0 || (want != want && got[k] != got[k]);
+    }
+    return ok;
+}
+
+static void test_wasm_fma(void)
+{
+    /* exact sum 1 + 2^-24 + 2^-60: above the float midpoint, so 1 + 2^-23;
+     * the double sum drops 2^-60 and the float rounding then ties to 1 */
+    const float d0 = -262143.0f * 0x1p-60f, x0[4] = {262145.0f, 262145.0f, 1.0f, 0.0f};
+    const float a0[4] = {1.0f + 0x1p-23f, -(1.0f + 0x1p-23f), 1.0f, -0.0f};
+    float got[4];
+    wasm_v128_store(got, lb__wasm_fma4(d0, wasm_v128_load(x0), wasm_v128_load(a0)));
+    CHECKF(got[0] == 1.0f + 0x1p-23f, "double-rounding case: %a", (double)got[0]);
+    CHECK(fma4_matches(d0, x0, a0));
+    int bad = 0;
+    for (int rep = 0; rep < 200000; rep++) {
+        float x[4], acc[4], d = ldexpf(rng_gauss(), (int)rng_u32(40) - 20);
+        for (int k = 0; k < 4; k++) {
+            x[k] = (float)((int)rng_u32(1u << 24) - (1 << 23));
+            acc[k] = ldexpf(rng_gauss(), (int)rng_u32(60) - 10);
+            if (rep & 1) {
+                /* acc + d*x close to a float tie: acc = -(d*x rounded) + half an ulp or so */
+                float p = d * x[k];
+                acc[k] = -p + ldexpf((float)(rng_u32(5)) - 2.0f, ilogbf(p) - 24);
+            }
+        }
+        bad += !fma4_matches(d, x, acc);
+    }
+    CHECKF(bad == 0, "%d of 200000 random cases differ from fmaf", bad);
+    const float inf = __builtin_inff();
+    const float xs[4] = {inf, -inf, 0.0f, 1.0f}, as[4] = {1.0f, 2.0f, inf, __builtin_nanf("")};
+    CHECK(fma4_matches(2.0f, xs, as));
+    const float xz[4] = {0.0f, -0.0f, 1e-30f, 3.0f}, az[4] = {-0.0f, -0.0f, -0.0f, -6.0f};
+    CHECK(fma4_matches(-1.0f, xz, az));
+    CHECK(fma4_matches(1e-45f, xz, az));
+}
+#else
+static void test_wasm_fma(void) { printf("  (not a WebAssembly SIMD build: skipped)\n"); }
+#endif
+
+/* ---- speed, for information: one 4096-element Q4_K row dotted repeatedly
+ * by the reference and by each SIMD set (not a pass/fail criterion: the
+ * machine is shared). */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double ns_per_dot(lb_vec_dot_fn dot, int n, const void *w, const void *a)
+{
+    float s = 0, sink = 0;
+    int reps = 0;
+    double t0 = now_s(), t;
+    do {
+        for (int k = 0; k < 64; k++, reps++) {
+            dot(n, &s, w, a);
+            sink += s;
+        }
+        t = now_s() - t0;
+    } while (t < 0.15);
+    CHECK(sink == sink || sink != sink);   /* keeps the calls */
+    return 1e9 * t / reps;
+}
+
+static void test_speed(void)
+{
+    enum { NB = 16 };
+    static uint8_t w[NB * sizeof(lb_block_q6_K)];
+    static float x[NB * LB_QK_K];
+    static lb_block_a8_K a[NB];
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    const lb_type types[2] = {LB_TYPE_Q4_K, LB_TYPE_Q6_K};
+    for (int ti = 0; ti < 2; ti++) {
+        const ktype *kt = NULL;
+        for (int k = 0; k < N_KTYPES; k++)
+            if (ktypes[k].type == types[ti])
+                kt = &ktypes[k];
+        make_blocks(kt, w, NB);
+        make_acts(x, NB * LB_QK_K);
+        lb_quant_ref(LB_TYPE_A8_K)->quantize(x, a, NB * LB_QK_K);
+        double ref = ns_per_dot(lb_kernels_scalar()->vec_dot[kt->type], NB * LB_QK_K, w, a);
+        printf("  speed %s n=%d: scalar %.0f ns", kt->name, NB * LB_QK_K, ref);
+        for (int i = 0; i < ns; i++) {
+            double t = ns_per_dot(sets[i]->vec_dot[kt->type], NB * LB_QK_K, w, a);
+            printf(", %s %.0f ns (%.1fx)", sets[i]->isa, t, ref / t);
+        }
+        printf("\n");
+    }
+}
+
 int main(void)
 {
-    const lb_kernel_set *kv = lb_kernels_avx2();
-    printf("  AVX2 kernels: %s\n", kv ? "present" : "absent (SIMD comparisons skipped)");
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    cur_set = ns ? sets[0] : NULL;
+    printf("  SIMD kernel sets: %d%s\n", ns, ns ? "" : " (SIMD comparisons skipped)");
     RUN(test_ground_truth);
     RUN(test_a8_rule);
-    RUN(test_a8_simd);
-    RUN(test_dequant_simd);
-    RUN(test_dot_integer);
-    RUN(test_dot_simd);
     RUN(test_quantize_roundtrip);
+    RUN(test_wasm_fma);
+    for (int i = 0; i < (ns ? ns : 1); i++) {
+        cur_set = ns ? sets[i] : NULL;
+        if (cur_set)
+            printf("  -- %s\n", cur_set->isa);
+        RUN(test_a8_simd);
+        RUN(test_dequant_simd);
+        RUN(test_dot_integer);
+        RUN(test_dot_simd);
+    }
+    RUN(test_speed);
     return check_done();
 }

@@ -1,0 +1,174 @@
+/* WebAssembly SIMD128 variants of the fixed-rounding float kernels
+ * (kernels/fmath.h).  A 16-lane vector of the contract is four f32x4; each
+ * variant performs the reference's operations in the reference's order, so
+ * the results are equal bit for bit.  The product of two f16 values is exact
+ * in float, so in the dots multiply-then-add rounds once, as the reference
+ * does; lb_expf's fused multiply-adds are emulated exactly
+ * (kernels/wasm/wasm_fma.h).  to_f16 stays the scalar reference. */
+#include "kernels/kernels.h"
+
+#if defined(__wasm_simd128__)
+#include <string.h>
+#include <wasm_simd128.h>
+
+#include "kernels/wasm/wasm_fma.h"
+
+/* Four f16 values to float, exactly as lb_f16_to_f32: the bits shifted into
+ * float position and scaled by 2^112 give every normal and subnormal value;
+ * inf and NaN (NaNs quieted) are patched in. */
+static inline v128_t ld4(const lb_f16 *p)
+{
+    v128_t w = wasm_u32x4_load16x4(p);
+    v128_t sign = wasm_i32x4_shl(wasm_v128_and(w, wasm_i32x4_splat(0x8000)), 16);
+    v128_t em = wasm_i32x4_shl(wasm_v128_and(w, wasm_i32x4_splat(0x7fff)), 13);
+    v128_t f = wasm_f32x4_mul(em, wasm_f32x4_splat(0x1p112f));
+    v128_t special = wasm_i32x4_eq(wasm_v128_and(w, wasm_i32x4_splat(0x7c00)), wasm_i32x4_splat(0x7c00));
+    v128_t quiet = wasm_v128_and(wasm_i32x4_ne(wasm_v128_and(em, wasm_i32x4_splat(0x7fe000)), wasm_i32x4_splat(0)),
+                                 wasm_i32x4_splat(0x400000));
+    v128_t inf_nan = wasm_v128_or(wasm_v128_or(em, wasm_i32x4_splat(0x7f800000)), quiet);
+    return wasm_v128_or(sign, wasm_v128_bitselect(inf_nan, f, special));
+}
+
+/* The 16-lane reduction of the contract: l + l+8, then + the upper 4, then (0+2) + (1+3). */
+static inline float reduce16(const v128_t v[4])
+{
+    v128_t t4 = wasm_f32x4_add(wasm_f32x4_add(v[3], v[1]), wasm_f32x4_add(v[2], v[0]));
+    return (wasm_f32x4_extract_lane(t4, 0) + wasm_f32x4_extract_lane(t4, 2)) +
+           (wasm_f32x4_extract_lane(t4, 1) + wasm_f32x4_extract_lane(t4, 3));
+}
+
+/* acc[k] += a * b for the 16 elements at a, b (the products are exact). */
+static inline void mac16(v128_t acc[4], const lb_f16 *a, const lb_f16 *b)
+{
+    for (int k = 0; k < 4; k++)
+        acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(ld4(a + 4 * k), ld4(b + 4 * k)));
+}
+
+static float dot16(int64_t n, const lb_f16 *a, const lb_f16 *b)
+{
+    v128_t acc[4] = {wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0)};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        mac16(acc, a + i, b + i);
+    if (i < n) {
+        lb_f16 ta[16] = {0}, tb[16] = {0};   /* the tail, zero-padded */
+        memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);
+        memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);
+        mac16(acc, ta, tb);
+    }
+    return reduce16(acc);
+}
+
+static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
+{
+    v128_t acc[16];   /* [4 vectors of 16][4 quarters] */
+    for (int j = 0; j < 16; j++)
+        acc[j] = wasm_f32x4_splat(0);
+    int64_t nv = n_vec < n ? n_vec : n, i = 0;
+    for (; i + 64 <= nv; i += 64)
+        for (int v = 0; v < 4; v++)
+            mac16(acc + 4 * v, a + i + 16 * v, b + i + 16 * v);
+    if (i < nv) {
+        lb_f16 ta[64] = {0}, tb[64] = {0};
+        memcpy(ta, a + i, (size_t)(nv - i) * sizeof *a);
+        memcpy(tb, b + i, (size_t)(nv - i) * sizeof *b);
+        for (int v = 0; v < 4; v++)
+            mac16(acc + 4 * v, ta + 16 * v, tb + 16 * v);
+    }
+    v128_t r[4];
+    for (int k = 0; k < 4; k++)
+        r[k] = wasm_f32x4_add(wasm_f32x4_add(acc[k], acc[8 + k]), wasm_f32x4_add(acc[4 + k], acc[12 + k]));
+    double sum = reduce16(r);
+    /* the tail one product at a time in double, as in the reference */
+    float prod[4];
+    for (i = n_vec; i + 4 <= n; i += 4) {
+        wasm_v128_store(prod, wasm_f32x4_mul(ld4(a + i), ld4(b + i)));
+        for (int j = 0; j < 4; j++)
+            sum += (double)prod[j];
+    }
+    for (; i < n; i++)
+        sum += (double)(lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]));
+    return (float)sum;
+}
+
+/* lb_expf on 4 lanes (see fmath.c for the method). */
+static inline v128_t exp4(v128_t x)
+{
+    const v128_t shift = wasm_f32x4_splat(0x1.8p23f);
+    v128_t z = lb__wasm_fma4(0x1.715476p+0f, x, shift);
+    v128_t n = wasm_f32x4_sub(z, shift);
+    /* fmaf(-n, c, y) is fmaf(-c, n, y): the same exact product */
+    v128_t r = lb__wasm_fma4(-0x1.7f7d1cp-20f, n, lb__wasm_fma4(-0x1.62e4p-1f, n, x));
+    v128_t r2 = wasm_f32x4_mul(r, r);
+    v128_t p54 = lb__wasm_fma4(0x1.0e4020p-7f, r, wasm_f32x4_splat(0x1.573e2ep-5f));
+    v128_t p32 = lb__wasm_fma4(0x1.555e66p-3f, r, wasm_f32x4_splat(0x1.fffdb6p-2f));
+    v128_t p10 = lb__wasm_fma4(0x1.ffffecp-1f, r, wasm_f32x4_splat(1.0f));
+    v128_t p = lb__wasm_fma4v(lb__wasm_fma4v(p54, r2, p32), r2, p10);
+    /* p * 2^k1 * 2^(k-k1), k1 = k/2 toward zero; n clamped so the exponent
+     * arithmetic stays valid where the selects below override it */
+    v128_t nc = wasm_f32x4_pmin(wasm_f32x4_splat(192.0f), wasm_f32x4_pmax(wasm_f32x4_splat(-192.0f), n));
+    v128_t k = wasm_i32x4_trunc_sat_f32x4(nc);
+    v128_t k1 = wasm_i32x4_shr(wasm_i32x4_sub(k, wasm_i32x4_shr(k, 31)), 1);
+    const v128_t bias = wasm_i32x4_splat(127);
+    v128_t s1 = wasm_i32x4_shl(wasm_i32x4_add(k1, bias), 23);
+    v128_t s2 = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_sub(k, k1), bias), 23);
+    v128_t res = wasm_f32x4_mul(wasm_f32x4_mul(p, s1), s2);
+    v128_t big = wasm_f32x4_gt(wasm_f32x4_abs(n), wasm_f32x4_splat(192.0f));
+    v128_t alt = wasm_v128_bitselect(wasm_f32x4_splat(0.0f), wasm_f32x4_splat(__builtin_inff()),
+                                     wasm_f32x4_le(n, wasm_f32x4_splat(0.0f)));
+    res = wasm_v128_bitselect(alt, res, big);
+    /* NaN in, NaN out (the clamp above turned n's NaN into a number) */
+    return wasm_v128_bitselect(res, n, wasm_f32x4_eq(n, n));
+}
+
+static double exp_sum(int64_t n, float *y, const float *x, float max)
+{
+    const v128_t mx = wasm_f32x4_splat(max);
+    double sum = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        float t[16];   /* this chunk of 16, past n: placeholders, zeroed below */
+        v128_t v[4];
+        int64_t m = n - i < 16 ? n - i : 16;
+        for (int l = 0; l < 16; l++)
+            t[l] = l < m ? x[i + l] : max;
+        for (int k = 0; k < 4; k++)
+            v[k] = exp4(wasm_f32x4_sub(wasm_v128_load(t + 4 * k), mx));
+        for (int k = 0; k < 4; k++)
+            wasm_v128_store(t + 4 * k, v[k]);
+        for (int l = 0; l < 16; l++) {
+            if (l < m)
+                y[i + l] = t[l];
+            else
+                t[l] = 0.0f;
+        }
+        for (int k = 0; k < 4; k++)
+            v[k] = wasm_v128_load(t + 4 * k);
+        sum += (double)reduce16(v);
+    }
+    return sum;
+}
+
+static void silu_mul(int64_t n, float *g, const float *u)
+{
+    const v128_t one = wasm_f32x4_splat(1.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v128_t x = wasm_v128_load(g + i);
+        v128_t e = exp4(wasm_f32x4_sub(wasm_f32x4_splat(0.0f), x));
+        v128_t s = wasm_f32x4_div(x, wasm_f32x4_add(one, e));
+        wasm_v128_store(g + i, wasm_f32x4_mul(s, wasm_v128_load(u + i)));
+    }
+    for (; i < n; i++) {
+        float s = g[i] / (1.0f + lb_expf(0.0f - g[i]));
+        g[i] = s * u[i];
+    }
+}
+
+void lb__fmath_register_wasm(lb_fmath *f)
+{
+    f->dot16 = dot16;
+    f->dot64 = dot64;
+    f->exp_sum = exp_sum;
+    f->silu_mul = silu_mul;
+}
+#endif
