@@ -27,6 +27,8 @@ struct lb_forward {
     float *up;     /* [n_batch][n_ff] */
     float *cs;     /* [n_batch][n_rot / 2][2]  cos, sin per position */
     float theta_scale;   /* ratio of successive RoPE frequencies, base^(-2/n_rot) */
+    int *single_idx;   /* [n_batch] multi-sequence batches: the sequences with one row */
+    int *single_row;   /* [n_batch] and their rows */
     void *act;     /* activation scratch for lb_matmul, act_bytes */
     size_t act_bytes;
     void *block;   /* the single allocation all of the above live in */
@@ -65,7 +67,8 @@ static size_t layout(const lb_hparams *hp, int nb, size_t off[10])
 size_t lb_forward_bytes(const lb_hparams *hp, int n_batch)
 {
     size_t off[10];
-    return layout(hp, n_batch, off) + act_bytes_for(hp, n_batch) + sizeof(lb_forward);
+    return layout(hp, n_batch, off) + act_bytes_for(hp, n_batch) + sizeof(lb_forward) +
+           2 * (size_t)n_batch * sizeof(int);
 }
 
 lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_err *err)
@@ -81,7 +84,10 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
     f->act_bytes = act_bytes_for(hp, n_batch);
     size_t total = fbytes + f->act_bytes;
     f->block = lb_aligned_alloc(64, total);
-    if (!f->block) {
+    f->single_idx = calloc(2 * (size_t)n_batch, sizeof(int));
+    if (!f->block || !f->single_idx) {
+        lb_aligned_free(f->block);
+        free(f->single_idx);
         free(f);
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of scratch for batches of %d", total, n_batch);
     }
@@ -90,6 +96,7 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
     for (int i = 0; i < 10; i++)
         *bufs[i] = (float *)(b + off[i]);
     f->act = b + fbytes;
+    f->single_row = f->single_idx + n_batch;
     f->n_batch = n_batch;
     f->theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     *out = f;
@@ -101,6 +108,7 @@ void lb_forward_free(lb_forward *f)
     if (!f)
         return;
     lb_aligned_free(f->block);
+    free(f->single_idx);
     free(f);
 }
 
@@ -164,8 +172,83 @@ static void run_tokens(lb_pool *pool, tok_job *j, int which)
         lb_pool_run(pool, per_token, j);
 }
 
-lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, lb_pool *pool,
-                         const int32_t *tokens, int n, int pos0, float *logits, int n_out, lb_err *err)
+/* Where the rows of a batch come from: one sequence (row t at position
+ * pos0 + t of cache kv) or several (seq[i]'s rows one after another). */
+typedef struct rows {
+    const lb_kv_ops *kv;
+    int pos0;
+    const lb_fwd_seq *seq;   /* [n_seq] or NULL for one sequence */
+    int n_seq;
+    lb_pool *attn_pool;
+} rows;
+
+/* Attention of the single-row sequences of a batch: each thread takes whole
+ * sequences and runs their attention single-threaded on their own caches,
+ * so the work is one pool run per layer rather than one per sequence. */
+typedef struct seq_attn_job {
+    const lb_fwd_seq *seq;
+    const int *idx;   /* [n] indices into seq */
+    const int *row;   /* [n] their rows */
+    int il, n;
+    const float *q;   /* [rows][n_head * head_dim] */
+    float *out;       /* [rows][n_head * head_dim] */
+    int64_t qw;       /* n_head * head_dim */
+} seq_attn_job;
+
+static void seq_attend(void *ctx, int ith, int nth)
+{
+    seq_attn_job *j = ctx;
+    int64_t b, e;
+    lb_split(j->n, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++) {
+        const lb_fwd_seq *sq = &j->seq[j->idx[t]];
+        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, j->q + j->row[t] * j->qw, j->out + j->row[t] * j->qw, NULL);
+    }
+}
+
+static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const rows *r, lb_pool *pool, int il, int n,
+                                  lb_err *err)
+{
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    if (!r->seq) {
+        lb_status st = r->kv->store(r->kv->ctx, il, r->pos0, n, f->k, f->v);
+        if (st)
+            return lb__errf(err, st, "the KV cache cannot hold positions %d..%d", r->pos0, r->pos0 + n - 1);
+        r->kv->attend(r->kv->ctx, il, r->pos0, n, f->q, f->att, pool);
+        return LB_OK;
+    }
+    int n_single = 0;
+    for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n) {
+        const lb_fwd_seq *sq = &r->seq[i];
+        lb_status st = sq->kv.store(sq->kv.ctx, il, sq->pos0, sq->n, f->k + row * KV, f->v + row * KV);
+        if (st)
+            return lb__errf(err, st, "the KV cache of sequence %d cannot hold positions %d..%d", i, sq->pos0,
+                            sq->pos0 + sq->n - 1);
+        if (sq->n == 1) {
+            f->single_idx[n_single] = i;
+            f->single_row[n_single++] = row;
+        } else {
+            /* A prompt chunk: its rows and heads are spread over the attention pool. */
+            sq->kv.attend(sq->kv.ctx, il, sq->pos0, sq->n, f->q + row * Q, f->att + row * Q, r->attn_pool);
+        }
+    }
+    /* Fewer single-row sequences than threads: spreading whole sequences
+     * would leave threads idle, so each gets the attention pool instead. */
+    if (n_single < lb_pool_size(pool)) {
+        for (int t = 0; t < n_single; t++) {
+            const lb_fwd_seq *sq = &r->seq[f->single_idx[t]];
+            int row = f->single_row[t];
+            sq->kv.attend(sq->kv.ctx, il, sq->pos0, 1, f->q + row * Q, f->att + row * Q, r->attn_pool);
+        }
+        return LB_OK;
+    }
+    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->att, Q};
+    lb_pool_run(pool, seq_attend, &j);
+    return LB_OK;
+}
+
+static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *pool, const int32_t *tokens, int n,
+                     float *logits, int n_out, lb_err *err)
 {
     const lb_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
@@ -185,8 +268,16 @@ lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, 
      * taken by repeated multiplication, then scaled (linear RoPE scaling).
      * Float rather than double on purpose: it is how llama.cpp computes them,
      * and the rotated K and Q must round as there (see ops.c). */
-    for (int t = 0; t < n; t++) {
-        float theta = (float)(pos0 + t);
+    for (int t = 0, sq = 0, k = 0; t < n; t++) {
+        int pos = r->pos0 + t;
+        if (r->seq) {
+            while (k == r->seq[sq].n) {   /* n was checked to be the sum of the sequences' rows */
+                sq++;
+                k = 0;
+            }
+            pos = r->seq[sq].pos0 + k++;
+        }
+        float theta = (float)pos;
         for (int i = 0; i < hp->n_rot / 2; i++) {
             float th = hp->rope_scale * theta;
             f->cs[t * hp->n_rot + 2 * i] = cosf(th);
@@ -208,10 +299,9 @@ lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, 
         add_bias(f->k, &L->bk, n, KV);
         add_bias(f->v, &L->bv, n, KV);
         run_tokens(pool, &j, 1);
-        lb_status st = kv->store(kv->ctx, il, pos0, n, f->k, f->v);
+        lb_status st = store_and_attend(f, hp, r, pool, il, n, err);
         if (st)
-            return lb__errf(err, st, "the KV cache cannot hold positions %d..%d", pos0, pos0 + n - 1);
-        kv->attend(kv->ctx, il, pos0, n, f->q, f->att, pool);
+            return st;
         matmul(pool, &L->wo, f->att, n, f->proj, f->act);
         lb_add(f->x, f->proj, (int64_t)n * E);
 
@@ -224,7 +314,41 @@ lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, 
     }
     if (logits && n_out > 0) {
         run_tokens(pool, &j, 4);
-        matmul(pool, &m->output, f->xn + (int64_t)(n - n_out) * E, n_out, logits, f->act);
+        const float *last = f->xn + (int64_t)(n - n_out) * E;
+        if (r->seq && n_out != n) {
+            /* The last row of every sequence, gathered: proj is free after the last layer. */
+            for (int i = 0, row = 0; i < r->n_seq; i++) {
+                row += r->seq[i].n;
+                memcpy(f->proj + (int64_t)i * E, f->xn + (int64_t)(row - 1) * E, (size_t)E * sizeof(float));
+            }
+            last = f->proj;
+        }
+        matmul(pool, &m->output, last, n_out, logits, f->act);
     }
     return LB_OK;
+}
+
+lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, lb_pool *pool,
+                         const int32_t *tokens, int n, int pos0, float *logits, int n_out, lb_err *err)
+{
+    rows r = {kv, pos0, NULL, 0, pool};
+    return run(f, m, &r, pool, tokens, n, logits, n_out, err);
+}
+
+lb_status lb_forward_run_multi(lb_forward *f, const lb_model *m, const lb_fwd_seq *seq, int n_seq, lb_pool *pool,
+                               lb_pool *attn_pool, const int32_t *tokens, float *logits, lb_err *err)
+{
+    if (!seq || n_seq < 1 || n_seq > f->n_batch)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "a batch of %d sequences (allowed 1..%d)", n_seq, f->n_batch);
+    int n = 0;
+    for (int i = 0; i < n_seq; i++) {
+        if (seq[i].n < 1 || seq[i].pos0 < 0)
+            return lb__errf(err, LB_ERR_INVALID_ARG, "sequence %d of the batch has %d rows at position %d", i,
+                            seq[i].n, seq[i].pos0);
+        if (seq[i].n > f->n_batch - n)
+            return lb__errf(err, LB_ERR_INVALID_ARG, "the batch's sequences have more than %d rows", f->n_batch);
+        n += seq[i].n;
+    }
+    rows r = {NULL, 0, seq, n_seq, attn_pool};
+    return run(f, m, &r, pool, tokens, n, logits, logits ? n_seq : 0, err);
 }

@@ -35,4 +35,29 @@ size_t lb_forward_bytes(const lb_hparams *hp, int n_batch);
 lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, lb_pool *pool,
                          const int32_t *tokens, int n, int pos0, float *logits, int n_out, lb_err *err);
 
+/* One sequence of a multi-sequence batch: its rows are consecutive tokens at
+ * positions pos0 .. pos0+n-1 of the sequence whose cache kv reaches. */
+typedef struct lb_fwd_seq {
+    lb_kv_ops kv;
+    int pos0;
+    int n;   /* >= 1 */
+} lb_fwd_seq;
+
+/* Runs n_seq independent sequences through the model in one pass: tokens
+ * holds seq[0]'s seq[0].n tokens, then seq[1]'s, ... (at most n_batch in
+ * all; every cache at most once).  Each weight matrix is read once for all
+ * rows; attention runs per sequence on its own cache.  Each sequence's rows
+ * compute exactly what lb_forward_run gives for the same tokens alone (the
+ * same kernels in the same order), so batching never changes a result.
+ * attn_pool runs the attention of a sequence with several rows, and of
+ * single-row ones when they are fewer than pool's threads (NULL = the
+ * calling thread only); it must not have more threads than any of the
+ * caches was made for.  Otherwise the single-row sequences are spread whole
+ * over pool's threads.
+ * logits: if non-NULL, [n_seq][n_vocab], the row after each sequence's last
+ * token.  On error a cache may hold K/V for the batch's positions in some
+ * layers; they are overwritten by the next run. */
+lb_status lb_forward_run_multi(lb_forward *f, const lb_model *m, const lb_fwd_seq *seq, int n_seq, lb_pool *pool,
+                               lb_pool *attn_pool, const int32_t *tokens, float *logits, lb_err *err);
+
 #endif

@@ -1,4 +1,5 @@
-/* Worker threads, one session each, fed from a bounded FIFO of jobs (see scheduler.h). */
+/* The decode loop: every running generation stepped together in one batched
+ * forward pass, fed from a bounded FIFO of jobs (see scheduler.h). */
 #include "scheduler.h"
 
 #include <errno.h>
@@ -8,12 +9,18 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "generate/gen_step.h"
 
+/* One generation's place in the batch: its session (KV cache) is reused by
+ * every job that runs in the slot. */
 typedef struct slot {
     lb_srv_sched *sched;
     lb_session *session;
-    pthread_t thread;
-    bool started;
+    lb_srv_job *job;           /* NULL when the slot is free */
+    lb__gen gen;               /* the job's generation state, valid while job != NULL */
+    uint64_t admitted;         /* admission order: older prompts are prefilled first */
+    int n_step;                /* tokens this slot has in the current step */
+    const char *fail_msg;      /* why the job failed when its session does not say (a batch step failed) */
 } slot;
 
 struct lb_srv_sched {
@@ -21,8 +28,18 @@ struct lb_srv_sched {
     pthread_cond_t cv;             /* a job was queued, or stopping */
     lb_srv_job *head, *tail;       /* FIFO of [n_queued] waiting jobs */
     int n_queued, queue_cap, n_busy, n_slots;
-    atomic_bool stopping;          /* read by workers' callbacks without the lock */
+    atomic_bool stopping;          /* read by the decode loop's callbacks without the lock */
     slot *slots;                   /* [n_slots] */
+    lb_batch *batch;               /* steps up to n_slots sessions together */
+    int n_vocab, max_step;         /* max_step: tokens in one step (decode rows plus prompt chunks) */
+    uint64_t n_admitted;
+    float *logits;                 /* [n_slots][n_vocab] one row per session of the current step */
+    lb_session **step_sessions;    /* [n_slots] the sessions of the current step */
+    int *step_counts;              /* [n_slots] their numbers of tokens */
+    lb_token *step_tokens;         /* [max_step] their tokens, session after session */
+    slot **step_slots;             /* [n_slots] whose they are */
+    pthread_t thread;              /* the decode loop */
+    bool started;
     lb_srv_metrics *metrics;
 };
 
@@ -72,7 +89,7 @@ lb_job_state lb_srv_job_take(lb_srv_job *j, int timeout_ms, char **buf, size_t *
             break;
     *n = 0;
     if (j->n_text) {
-        /* Swap buffers rather than copy: the worker appends to the one it gets back. */
+        /* Swap buffers rather than copy: the decode loop appends to the one it gets back. */
         char *t = *buf;
         size_t c = *cap;
         *buf = j->text;
@@ -81,6 +98,8 @@ lb_job_state lb_srv_job_take(lb_srv_job *j, int timeout_ms, char **buf, size_t *
         j->text = t;
         j->cap_text = c;
         j->n_text = 0;
+        j->taken_ms = j->t_text_ms;
+        j->taken_tokens = j->n_tokens;
     }
     lb_job_state st = j->state;
     pthread_mutex_unlock(&j->mu);
@@ -100,15 +119,10 @@ lb_job_state lb_srv_job_wait(lb_srv_job *j, int timeout_ms)
     return st;
 }
 
-typedef struct gen_ctx {
-    lb_srv_sched *sched;
-    lb_srv_job *job;
-} gen_ctx;
-
 static bool on_token(const lb_token_event *ev, void *user)
 {
-    gen_ctx *g = user;
-    lb_srv_job *j = g->job;
+    slot *sl = user;
+    lb_srv_job *j = sl->job;
     bool ok = true;
     pthread_mutex_lock(&j->mu);
     if (ev->piece_len) {
@@ -124,6 +138,8 @@ static bool on_token(const lb_token_event *ev, void *user)
             }
         }
         if (ok) {
+            if (!j->n_text)
+                j->t_text_ms = lb_time_ms();
             memcpy(j->text + j->n_text, ev->piece, ev->piece_len);
             j->n_text += ev->piece_len;
         }
@@ -134,67 +150,175 @@ static bool on_token(const lb_token_event *ev, void *user)
     pthread_mutex_unlock(&j->mu);
     if (ev->token >= 0) {
         if (ev->index == 0)
-            lb_srv_metrics_ttft(g->sched->metrics, (lb_time_ms() - j->t_arrival_ms) / 1000.0);
+            lb_srv_metrics_ttft(sl->sched->metrics, (lb_time_ms() - j->t_arrival_ms) / 1000.0);
         else
-            lb_srv_metrics_token_latency(g->sched->metrics, ev->latency_ms / 1000.0);
+            lb_srv_metrics_token_latency(sl->sched->metrics, ev->latency_ms / 1000.0);
     }
-    return ok && !atomic_load(&j->cancel) && !g->sched->stopping;
+    if (j->on_event && !j->on_event(j->on_event_user, ev))
+        ok = false;
+    return ok && !atomic_load(&j->cancel) && !sl->sched->stopping;
 }
 
-static void *worker(void *arg)
+/* Publishes the end of the slot's job and frees the slot. */
+static void complete(lb_srv_sched *s, slot *sl)
 {
-    slot *sl = arg;
-    lb_srv_sched *s = sl->sched;
+    lb_srv_job *j = sl->job;
+    lb_gen_stats stats = {0};
+    lb_status rc = lb__gen_end(&sl->gen, &stats);
+    if (!stats.finish_reason)
+        stats.finish_reason = rc == LB_ERR_CANCELLED ? "cancelled" : "error";
+    lb_srv_metrics_tokens(s->metrics, stats.n_prompt, stats.n_gen);
+    sl->job = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    s->n_busy--;
+    pthread_mutex_unlock(&s->mu);
+    /* After DONE is published the HTTP thread may free the job: touch nothing of it past the unlock. */
+    pthread_mutex_lock(&j->mu);
+    j->rc = rc;
+    j->stats = stats;
+    if (rc && rc != LB_ERR_CANCELLED)
+        snprintf(j->err, sizeof j->err, "%s", sl->fail_msg ? sl->fail_msg : lb_session_last_error(sl->session));
+    j->state = LB_JOB_DONE;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Tokens of prompts evaluated in one step, over all slots: a long prompt is
+ * cut into chunks so the running streams wait at most one such step. */
+#define PREFILL_PER_STEP 128
+
+/* Sets up a job that has just been given a slot; its prompt is evaluated by
+ * the next steps. */
+static void start(lb_srv_sched *s, slot *sl)
+{
+    lb_srv_job *j = sl->job;
+    pthread_mutex_lock(&j->mu);
+    j->state = LB_JOB_RUNNING;
+    pthread_mutex_unlock(&j->mu);
+    sl->fail_msg = NULL;
+    sl->admitted = s->n_admitted++;
+    lb__gen_begin(&sl->gen, sl->session, j->prompt, &j->gen, on_token, sl);
+    if (sl->gen.done)
+        complete(s, sl);
+}
+
+static bool prefilling(const slot *sl) { return sl->gen.n_fed < sl->gen.n_prompt; }
+
+/* Adds n tokens of sl's to the step being assembled. */
+static void add_to_step(lb_srv_sched *s, slot *sl, const lb_token *toks, int n, int *n_seq, int *n_tok)
+{
+    memcpy(s->step_tokens + *n_tok, toks, (size_t)n * sizeof *toks);
+    s->step_sessions[*n_seq] = sl->session;
+    s->step_counts[*n_seq] = n;
+    s->step_slots[(*n_seq)++] = sl;
+    sl->n_step = n;
+    *n_tok += n;
+}
+
+/* One step: the next token of every decoding generation and chunks of the
+ * prompts still being prefilled go through one batched forward pass; then
+ * each generation samples and delivers its token. */
+static void step(lb_srv_sched *s)
+{
+    int n_seq = 0, n_tok = 0, n_pre = 0;
+    slot *pre[64];   /* prefilling slots; n_slots <= 64 is checked in lb_srv_sched_new */
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job)
+            continue;
+        /* A client that left stops costing rows now rather than at its next token. */
+        if (atomic_load(&sl->job->cancel) || atomic_load(&s->stopping)) {
+            lb__gen_step(&sl->gen, LB_ERR_CANCELLED, NULL);
+            complete(s, sl);
+            continue;
+        }
+        if (!prefilling(sl)) {
+            add_to_step(s, sl, &sl->gen.next, 1, &n_seq, &n_tok);
+            continue;
+        }
+        int k = n_pre++;   /* insertion by admission order */
+        for (; k > 0 && pre[k - 1]->admitted > sl->admitted; k--)
+            pre[k] = pre[k - 1];
+        pre[k] = sl;
+    }
+    int budget = PREFILL_PER_STEP;
+    for (int k = 0; k < n_pre && budget > 0; k++) {
+        lb__gen *g = &pre[k]->gen;
+        int n = g->n_prompt - g->n_fed < budget ? g->n_prompt - g->n_fed : budget;
+        add_to_step(s, pre[k], g->prompt + g->n_fed, n, &n_seq, &n_tok);
+        budget -= n;
+    }
+    if (!n_seq)
+        return;
+    lb_status st = lb_batch_eval(s->batch, s->step_sessions, n_seq, s->step_tokens, s->step_counts, s->logits);
+    for (int k = 0; k < n_seq; k++) {
+        slot *sl = s->step_slots[k];
+        float *row = s->logits + (size_t)k * s->n_vocab;
+        if (st)
+            sl->fail_msg = lb_batch_last_error(s->batch);
+        if (prefilling(sl))
+            lb__gen_prompt_fed(&sl->gen, sl->n_step, st, row);
+        else
+            lb__gen_step(&sl->gen, st, row);
+        if (sl->gen.done)
+            complete(s, sl);
+    }
+}
+
+static void *decode_loop(void *arg)
+{
+    lb_srv_sched *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->stopping)
+        while (!s->head && !s->n_busy && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
-            return NULL;
+            break;
         }
-        lb_srv_job *j = s->head;
-        s->head = j->next;
-        if (!s->head)
-            s->tail = NULL;
-        s->n_queued--;
-        s->n_busy++;
+        /* New requests join between steps: queued jobs take the free slots (oldest first). */
+        int n_new = 0;
+        for (int i = 0; i < s->n_slots && s->head; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->job)
+                continue;
+            lb_srv_job *j = s->head;
+            s->head = j->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->n_queued--;
+            s->n_busy++;
+            sl->job = j;
+            s->step_slots[n_new++] = sl;
+        }
         pthread_mutex_unlock(&s->mu);
-
-        pthread_mutex_lock(&j->mu);
-        j->state = LB_JOB_RUNNING;
-        pthread_mutex_unlock(&j->mu);
-        gen_ctx g = {s, j};
-        lb_gen_stats stats = {0};
-        lb_status rc = atomic_load(&j->cancel) ? LB_ERR_CANCELLED
-                                               : lb_generate(sl->session, j->prompt, &j->gen, on_token, &g, &stats);
-        if (!stats.finish_reason)
-            stats.finish_reason = rc == LB_ERR_CANCELLED ? "cancelled" : "error";
-        lb_srv_metrics_tokens(s->metrics, stats.n_prompt, stats.n_gen);
-
-        pthread_mutex_lock(&s->mu);
-        s->n_busy--;
-        pthread_mutex_unlock(&s->mu);
-        /* After DONE is published the HTTP thread may free the job: touch nothing of it past the unlock. */
-        pthread_mutex_lock(&j->mu);
-        j->rc = rc;
-        j->stats = stats;
-        if (rc && rc != LB_ERR_CANCELLED)
-            snprintf(j->err, sizeof j->err, "%s", lb_session_last_error(sl->session));
-        j->state = LB_JOB_DONE;
-        pthread_cond_broadcast(&j->cv);
-        pthread_mutex_unlock(&j->mu);
+        for (int k = 0; k < n_new; k++)
+            start(s, s->step_slots[k]);
+        step(s);
     }
+    /* Stopping: whatever still runs ends as cancelled. */
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].job) {
+            lb__gen_step(&s->slots[i].gen, LB_ERR_CANCELLED, NULL);
+            complete(s, &s->slots[i]);
+        }
+    return NULL;
 }
 
 lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_slots, int queue_cap,
                                lb_srv_metrics *metrics, char *err, size_t err_cap)
 {
+    if (n_slots < 1)
+        n_slots = 1;
+    if (n_slots > 64) {
+        snprintf(err, err_cap, "at most 64 slots (got %d)", n_slots);
+        return NULL;
+    }
+    lb_model_info info;
+    lb_model_get_info(m, &info);
     lb_srv_sched *s = calloc(1, sizeof *s);
-    slot *slots = calloc((size_t)(n_slots > 0 ? n_slots : 1), sizeof *slots);
-    if (!s || !slots) {
-        free(s);
-        free(slots);
+    if (!s) {
         snprintf(err, err_cap, "out of memory");
         return NULL;
     }
@@ -203,27 +327,49 @@ lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_s
     atomic_init(&s->stopping, false);
     s->queue_cap = queue_cap;
     s->n_slots = n_slots;
-    s->slots = slots;
     s->metrics = metrics;
-    lb_session_params p = *sp;
-    if (p.n_threads > 0 && n_slots > 1)
-        p.n_threads = p.n_threads / n_slots > 0 ? p.n_threads / n_slots : 1;
+    s->n_vocab = info.n_vocab;
+    s->slots = calloc((size_t)n_slots, sizeof *s->slots);
+    s->logits = malloc((size_t)n_slots * (size_t)info.n_vocab * sizeof *s->logits);
+    s->step_sessions = calloc((size_t)n_slots, sizeof *s->step_sessions);
+    s->max_step = n_slots + PREFILL_PER_STEP;
+    s->step_counts = calloc((size_t)n_slots, sizeof *s->step_counts);
+    s->step_tokens = calloc((size_t)s->max_step, sizeof *s->step_tokens);
+    s->step_slots = calloc((size_t)n_slots, sizeof *s->step_slots);
+    if (!s->slots || !s->logits || !s->step_sessions || !s->step_tokens || !s->step_slots || !s->step_counts) {
+        snprintf(err, err_cap, "out of memory");
+        lb_srv_sched_free(s);
+        return NULL;
+    }
+    /* Every session gets all the threads: the batch's attention can use them
+     * only in sessions made with as many. */
+    lb_batch_params bp = lb_batch_default_params();
+    bp.max_sessions = n_slots;
+    bp.max_tokens = s->max_step;
+    bp.n_threads = sp->n_threads;
+    lb_status st = lb_batch_new(m, &bp, &s->batch);
+    if (st) {
+        snprintf(err, err_cap, "cannot create the batch of %d slots: %s: %s", n_slots, lb_status_str(st),
+                 lb_model_last_error(m));
+        lb_srv_sched_free(s);
+        return NULL;
+    }
     for (int i = 0; i < n_slots; i++) {
-        slots[i].sched = s;
-        lb_status st = lb_session_new(m, &p, &slots[i].session);
+        s->slots[i].sched = s;
+        st = lb_session_new(m, sp, &s->slots[i].session);
         if (st) {
             snprintf(err, err_cap, "cannot create the session of slot %d: %s: %s", i, lb_status_str(st),
                      lb_model_last_error(m));
             lb_srv_sched_free(s);
             return NULL;
         }
-        if (pthread_create(&slots[i].thread, NULL, worker, &slots[i])) {
-            snprintf(err, err_cap, "cannot start the thread of slot %d", i);
-            lb_srv_sched_free(s);
-            return NULL;
-        }
-        slots[i].started = true;
     }
+    if (pthread_create(&s->thread, NULL, decode_loop, s)) {
+        snprintf(err, err_cap, "cannot start the decode thread");
+        lb_srv_sched_free(s);
+        return NULL;
+    }
+    s->started = true;
     return s;
 }
 
@@ -235,23 +381,28 @@ void lb_srv_sched_free(lb_srv_sched *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->n_slots; i++) {
-        if (s->slots[i].started)
-            pthread_join(s->slots[i].thread, NULL);
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    for (int i = 0; s->slots && i < s->n_slots; i++)
         lb_session_free(s->slots[i].session);
-    }
     /* Jobs still queued belong to HTTP threads, which see them never start and time out; none should be left
      * because the HTTP server is stopped first. */
+    lb_batch_free(s->batch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->slots);
+    free(s->logits);
+    free(s->step_sessions);
+    free(s->step_tokens);
+    free(s->step_counts);
+    free(s->step_slots);
     free(s);
 }
 
 bool lb_srv_sched_submit(lb_srv_sched *s, lb_srv_job *j)
 {
     pthread_mutex_lock(&s->mu);
-    /* queue_cap counts waiting jobs only: an idle slot takes a job at once, so it does not use up a place. */
+    /* queue_cap counts waiting jobs only: a free slot takes a job before the next step, so it does not use up a place. */
     bool ok = !s->stopping && s->n_queued + s->n_busy < s->queue_cap + s->n_slots;
     if (ok) {
         j->state = LB_JOB_QUEUED;

@@ -285,6 +285,110 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
     *s = hsum8(acc);
 }
 
+/* Q4_K against four activation rows at once: each weight block is unpacked
+ * once for all four; every column's float operations are those of dot_q4_K
+ * in the same order, so each result is bit-identical to it. */
+static void dot4_q4_K(int64_t n, float *s, int64_t s_stride, const void *w, const void *act, size_t act_stride)
+{
+    const lb_block_q4_K *b = w;
+    const lb_block_a8_K *a[4];   /* [4] activation rows, each [n / 256] blocks */
+    for (int j = 0; j < 4; j++)
+        a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc[4];
+    __m128 accm[4];
+    for (int j = 0; j < 4; j++) {
+        acc[j] = _mm256_setzero_ps();
+        accm[j] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / LB_QK_K; i++) {
+        __m128i sm = q4_K_scales_mins(b[i].scales);
+        uint8_t scb[16];   /* [8 scales, 8 mins] */
+        _mm_storeu_si128((__m128i *)scb, sm);
+        __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));  /* 8 mins as words */
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++)
+            isum[j] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < 4; c++) {
+            __m256i q = load32(b[i].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i s0 = _mm256_set1_epi16(scb[2 * c]);
+            __m256i s1 = _mm256_set1_epi16(scb[2 * c + 1]);
+            _Pragma("GCC unroll 4")
+            for (int j = 0; j < 4; j++) {
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(a[j][i].qs + 64 * c)), s0);
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(a[j][i].qs + 64 * c + 32)), s1);
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_add_epi32(p0, p1));
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < 4; j++) {
+            float d = a[j][i].d * _cvtsh_ss(b[i].d);
+            float dmin = -a[j][i].d * _cvtsh_ss(b[i].dmin);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[j]), acc[j]);
+            __m256i bs = load32(a[j][i].bsums);
+            __m128i sub = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            __m128i m = _mm_madd_epi16(mn16, sub);
+            accm[j] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(m), accm[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++)
+        s[j * s_stride] = hsum8(acc[j]) + hsum4(accm[j]);
+}
+
+/* Q6_K against four activation rows at once, bit-identical to dot_q6_K per column. */
+static void dot4_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, const void *act, size_t act_stride)
+{
+    const lb_block_q6_K *b = w;
+    const lb_block_a8_K *a[4];   /* [4] activation rows, each [n / 256] blocks */
+    for (int j = 0; j < 4; j++)
+        a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++)
+        acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / LB_QK_K; i++) {
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)b[i].scales);
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++)
+            isum[j] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 2")
+        for (int h = 0; h < 2; h++) {
+            __m256i q0 = load32(b[i].ql + 64 * h);
+            __m256i q1 = load32(b[i].ql + 64 * h + 32);
+            __m256i qh = load32(b[i].qh + 32 * h);
+            __m256i v[4];   /* the unsigned 6-bit quants of the four 32-element chunks */
+            v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+            v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            _Pragma("GCC unroll 4")
+            for (int k = 0; k < 4; k++) {
+                int sb = 8 * h + 2 * k;
+                __m128i sel = _mm_set_epi64x((long long)(0x0101010101010101ull * (unsigned)(sb + 1)),
+                                             (long long)(0x0101010101010101ull * (unsigned)sb));
+                __m256i scl = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
+                _Pragma("GCC unroll 4")
+                for (int j = 0; j < 4; j++) {
+                    __m256i a8 = load32(a[j][i].qs + 128 * h + 32 * k);
+                    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], a8), _mm256_maddubs_epi16(k32, a8));
+                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(p, scl));
+                }
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int j = 0; j < 4; j++) {
+            float d = a[j][i].d * _cvtsh_ss(b[i].d);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++)
+        s[j * s_stride] = hsum8(acc[j]);
+}
+
 /* ---- dequantization: y = (d * scale) * q - (dmin * min) with the scalar
  * products computed exactly as the reference does, then one vector multiply
  * and subtract per 8 elements (no FMA: it would round differently). */
@@ -495,6 +599,8 @@ void lb__kernels_register_avx2_k(lb_kernel_set *k)
     k->vec_dot[LB_TYPE_Q4_K] = dot_q4_K;
     k->vec_dot[LB_TYPE_Q5_K] = dot_q5_K;
     k->vec_dot[LB_TYPE_Q6_K] = dot_q6_K;
+    k->vec_dot4[LB_TYPE_Q4_K] = dot4_q4_K;
+    k->vec_dot4[LB_TYPE_Q6_K] = dot4_q6_K;
     k->dequant[LB_TYPE_Q2_K] = dequant_q2_K;
     k->dequant[LB_TYPE_Q3_K] = dequant_q3_K;
     k->dequant[LB_TYPE_Q4_K] = dequant_q4_K;

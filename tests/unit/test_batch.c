@@ -1,0 +1,433 @@
+/* Tests of batched decoding: lb_batch_eval's rows equal each session's own
+ * single-token lb_session_eval bit for bit, and generations stepped together
+ * give the text lb_generate gives alone. */
+#include <stdint.h>
+
+#include "check.h"
+#include "generate/gen_step.h"
+#include "kernels/kernels.h"
+#include "lowbit.h"
+
+static lb_model *g_model;
+static int g_vocab;
+
+static const char *const k_prompts[] = {
+    "The cache stores",
+    "To build the project, run make and then",
+    "A",
+    "Error handling in C is done with return values; the caller checks every status and",
+};
+#define N_PROMPTS 4
+
+static lb_session *new_session(int n_ctx, int n_threads, lb_kv_type kt, lb_kv_type vt)
+{
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = n_ctx;
+    sp.n_threads = n_threads;
+    sp.kv_type_k = kt;
+    sp.kv_type_v = vt;
+    lb_session *s = NULL;
+    CHECK(lb_session_new(g_model, &sp, &s) == LB_OK);
+    return s;
+}
+
+/* Prefills prompt i into s; returns the greedy next token. */
+static lb_token prefill(lb_session *s, int i, float *logits)
+{
+    lb_token toks[256];
+    size_t n = 0;
+    CHECK(lb_tokenize(g_model, k_prompts[i], strlen(k_prompts[i]), true, true, toks, 256, &n) == LB_OK);
+    CHECK(lb_session_eval(s, toks, (int)n, logits, true) == LB_OK);
+    lb_token best = 0;
+    for (int v = 1; v < g_vocab; v++)
+        if (logits[v] > logits[best])
+            best = v;
+    return best;
+}
+
+static lb_token argmax(const float *row)
+{
+    lb_token best = 0;
+    for (int v = 1; v < g_vocab; v++)
+        if (row[v] > row[best])
+            best = v;
+    return best;
+}
+
+/* Steps n batched sessions and n reference sessions side by side for `steps`
+ * tokens (the batch taking `width` sessions at a time in rotation, so
+ * batches of every size up to n occur) and compares every row of logits. */
+static void compare_steps(lb_session **bat, lb_session **ref, int n, int batch_threads, int steps)
+{
+    lb_batch *b = NULL;
+    lb_batch_params bp = lb_batch_default_params();
+    bp.max_sessions = n;
+    bp.n_threads = batch_threads;
+    CHECK(lb_batch_new(g_model, &bp, &b) == LB_OK);
+    if (!b)
+        return;
+    float *ref_row = malloc((size_t)g_vocab * sizeof *ref_row);        /* [n_vocab] */
+    float *rows = malloc((size_t)n * g_vocab * sizeof *rows);          /* [n][n_vocab] */
+    lb_token next[8];
+    for (int i = 0; i < n; i++) {
+        lb_token a = prefill(bat[i], i % N_PROMPTS, ref_row);
+        lb_token r = prefill(ref[i], i % N_PROMPTS, ref_row);
+        CHECK(a == r);
+        next[i] = a;
+    }
+    int mismatches = 0;
+    for (int step = 0; step < steps; step++) {
+        /* width cycles 1..n; the batch is sessions first..first+width-1 */
+        int width = step % n + 1, first = step % n;
+        lb_session *sel[8];
+        lb_token tok[8];
+        for (int k = 0; k < width; k++) {
+            sel[k] = bat[(first + k) % n];
+            tok[k] = next[(first + k) % n];
+        }
+        lb_status st = lb_batch_eval(b, sel, width, tok, NULL, rows);
+        CHECKF(st == LB_OK, "%s", lb_batch_last_error(b));
+        for (int k = 0; k < width; k++) {
+            int i = (first + k) % n;
+            CHECK(lb_session_eval(ref[i], &tok[k], 1, ref_row, true) == LB_OK);
+            CHECK(lb_session_n_past(ref[i]) == lb_session_n_past(bat[i]));
+            if (memcmp(ref_row, rows + (size_t)k * g_vocab, (size_t)g_vocab * sizeof *ref_row) != 0)
+                mismatches++;
+            next[i] = argmax(ref_row);
+        }
+    }
+    CHECKF(mismatches == 0, "%d rows of batched logits differ from single-session logits", mismatches);
+    free(ref_row);
+    free(rows);
+    lb_batch_free(b);
+}
+
+static void test_batched_logits_bit_exact_f16(void)
+{
+    lb_session *bat[4], *ref[4];
+    for (int i = 0; i < 4; i++) {
+        bat[i] = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+        ref[i] = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+    }
+    compare_steps(bat, ref, 4, 2, 24);
+    for (int i = 0; i < 4; i++) {
+        lb_session_free(bat[i]);
+        lb_session_free(ref[i]);
+    }
+}
+
+/* Quantized caches defer their stores into attention, and sessions made with
+ * one thread cannot lend their scratch to a two-thread pool: both paths. */
+static void test_batched_logits_bit_exact_quantized_and_single_thread(void)
+{
+    lb_session *bat[3], *ref[3];
+    bat[0] = new_session(256, 2, LB_KV_Q4, LB_KV_Q8);
+    ref[0] = new_session(256, 2, LB_KV_Q4, LB_KV_Q8);
+    bat[1] = new_session(256, 1, LB_KV_F16, LB_KV_F16);
+    ref[1] = new_session(256, 1, LB_KV_F16, LB_KV_F16);
+    bat[2] = new_session(256, 2, LB_KV_Q2, LB_KV_Q3);
+    ref[2] = new_session(256, 2, LB_KV_Q2, LB_KV_Q3);
+    /* 70 steps cross a 64-token group boundary of the quantized stores. */
+    compare_steps(bat, ref, 3, 2, 70);
+    for (int i = 0; i < 3; i++) {
+        lb_session_free(bat[i]);
+        lb_session_free(ref[i]);
+    }
+}
+
+/* Sliding-window caches (positions past the window evicted, sinks kept)
+ * batch like any other: 80 steps slide a 32-position window. */
+static void test_batched_logits_bit_exact_sliding_window(void)
+{
+    lb_session_params sp = lb_session_default_params();
+    sp.n_threads = 2;
+    sp.n_window = 32;
+    sp.n_sinks = 4;
+    lb_session *bat[2] = {NULL, NULL}, *ref[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        sp.kv_type_k = sp.kv_type_v = i ? LB_KV_Q8 : LB_KV_F16;
+        CHECK(lb_session_new(g_model, &sp, &bat[i]) == LB_OK);
+        CHECK(lb_session_new(g_model, &sp, &ref[i]) == LB_OK);
+    }
+    if (bat[0] && bat[1] && ref[0] && ref[1])
+        compare_steps(bat, ref, 2, 2, 80);
+    for (int i = 0; i < 2; i++) {
+        lb_session_free(bat[i]);
+        lb_session_free(ref[i]);
+    }
+}
+
+static lb_batch *new_batch(int max_sessions, int max_tokens, int n_threads)
+{
+    lb_batch_params bp = lb_batch_default_params();
+    bp.max_sessions = max_sessions;
+    bp.max_tokens = max_tokens;
+    bp.n_threads = n_threads;
+    lb_batch *b = NULL;
+    CHECK(lb_batch_new(g_model, &bp, &b) == LB_OK);
+    return b;
+}
+
+static void test_batch_errors_leave_positions(void)
+{
+    lb_session *a = new_session(16, 1, LB_KV_F16, LB_KV_F16);
+    lb_session *c = new_session(16, 1, LB_KV_F16, LB_KV_F16);
+    lb_batch *b = new_batch(2, 4, 1), *bad_b = NULL;
+    lb_batch_params bp = lb_batch_default_params();
+    bp.max_sessions = 0;
+    CHECK(lb_batch_new(g_model, &bp, &bad_b) == LB_ERR_INVALID_ARG);
+    bp.max_sessions = 4;
+    bp.max_tokens = 3;
+    CHECK(lb_batch_new(g_model, &bp, &bad_b) == LB_ERR_INVALID_ARG && !bad_b);
+    lb_token t[4] = {1, 2, 3, 4};
+    lb_session *dup[2] = {a, a};
+    CHECK(lb_batch_eval(b, dup, 2, t, NULL, NULL) == LB_ERR_INVALID_ARG);
+    CHECK(strstr(lb_batch_last_error(b), "also session 0") != NULL);
+    lb_session *two[2] = {a, c};
+    CHECK(lb_batch_eval(b, two, 3, t, NULL, NULL) == LB_ERR_INVALID_ARG);
+    int too_many[2] = {2, 3};   /* 5 tokens in a batch of 4 */
+    CHECK(lb_batch_eval(b, two, 2, t, too_many, NULL) == LB_ERR_INVALID_ARG);
+    int zero[2] = {1, 0};
+    CHECK(lb_batch_eval(b, two, 2, t, zero, NULL) == LB_ERR_INVALID_ARG);
+    lb_token bad[2] = {1, g_vocab};
+    CHECK(lb_batch_eval(b, two, 2, bad, NULL, NULL) == LB_ERR_RANGE);
+    CHECK(strstr(lb_batch_last_error(b), "batch index 1") != NULL);
+    CHECK(lb_session_n_past(a) == 0 && lb_session_n_past(c) == 0);
+    /* Fill c's context but one; two more tokens do not fit, and nobody advances. */
+    lb_token fill[15];
+    for (int i = 0; i < 15; i++)
+        fill[i] = 1 + i;
+    CHECK(lb_session_eval(c, fill, 15, NULL, false) == LB_OK);
+    int one_two[2] = {1, 2};
+    CHECK(lb_batch_eval(b, two, 2, t, one_two, NULL) == LB_ERR_RANGE);
+    CHECK(strstr(lb_batch_last_error(b), "session 1") != NULL);
+    CHECK(lb_session_n_past(a) == 0 && lb_session_n_past(c) == 15);
+    int two_one[2] = {2, 1};
+    CHECK(lb_batch_eval(b, two, 2, t, two_one, NULL) == LB_OK);
+    CHECK(lb_session_n_past(a) == 2 && lb_session_n_past(c) == 16);
+    lb_batch_free(b);
+    lb_batch_free(NULL);
+    lb_session_free(a);
+    lb_session_free(c);
+}
+
+/* Prompts prefilled inside a batch, next to other sessions' decode rows,
+ * give the logits each prompt gives alone. */
+static void test_prompts_in_the_batch_bit_exact(void)
+{
+    lb_session *ref = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+    lb_session *s[3] = {new_session(256, 2, LB_KV_F16, LB_KV_Q4), new_session(256, 2, LB_KV_F16, LB_KV_F16),
+                        new_session(256, 1, LB_KV_F16, LB_KV_F16)};
+    lb_batch *b = new_batch(3, 64, 2);
+    float *rows = malloc((size_t)3 * g_vocab * sizeof *rows);   /* [3][n_vocab] */
+    float *want = malloc((size_t)g_vocab * sizeof *want);        /* [n_vocab] */
+    /* session 1 is already decoding: give it a short history */
+    lb_token hist[3] = {1, 50, 60};
+    CHECK(lb_session_eval(s[1], hist, 3, NULL, false) == LB_OK);
+    lb_token toks[64];
+    int nt[3], total = 0;
+    size_t n = 0;
+    CHECK(lb_tokenize(g_model, k_prompts[1], strlen(k_prompts[1]), true, true, toks, 64, &n) == LB_OK);
+    nt[0] = (int)n;
+    total += nt[0];
+    toks[total++] = 70;   /* session 1: one decode token */
+    nt[1] = 1;
+    CHECK(lb_tokenize(g_model, k_prompts[3], strlen(k_prompts[3]), true, true, toks + total, 64 - (size_t)total,
+                      &n) == LB_OK);
+    nt[2] = (int)n;
+    total += nt[2];
+    CHECK(lb_batch_eval(b, s, 3, toks, nt, rows) == LB_OK);
+    CHECK(lb_session_n_past(s[0]) == nt[0] && lb_session_n_past(s[1]) == 4 && lb_session_n_past(s[2]) == nt[2]);
+
+    lb_session_free(ref);
+    ref = new_session(256, 2, LB_KV_F16, LB_KV_Q4);
+    CHECK(lb_session_eval(ref, toks, nt[0], want, true) == LB_OK);
+    CHECK(memcmp(want, rows, (size_t)g_vocab * sizeof *want) == 0);
+    lb_session_free(ref);
+    ref = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+    lb_token hist4[4] = {1, 50, 60, 70};
+    CHECK(lb_session_eval(ref, hist4, 3, NULL, false) == LB_OK);
+    CHECK(lb_session_eval(ref, hist4 + 3, 1, want, true) == LB_OK);
+    CHECK(memcmp(want, rows + g_vocab, (size_t)g_vocab * sizeof *want) == 0);
+    lb_session_reset(ref);
+    CHECK(lb_session_eval(ref, toks + nt[0] + 1, nt[2], want, true) == LB_OK);
+    CHECK(memcmp(want, rows + 2 * (size_t)g_vocab, (size_t)g_vocab * sizeof *want) == 0);
+    /* and the three go on decoding together, matching the reference for session 2 */
+    lb_token next[3] = {argmax(rows), argmax(rows + g_vocab), argmax(rows + 2 * (size_t)g_vocab)};
+    CHECK(lb_batch_eval(b, s, 3, next, NULL, rows) == LB_OK);
+    CHECK(lb_session_eval(ref, &next[2], 1, want, true) == LB_OK);
+    CHECK(memcmp(want, rows + 2 * (size_t)g_vocab, (size_t)g_vocab * sizeof *want) == 0);
+    free(rows);
+    free(want);
+    lb_batch_free(b);
+    lb_session_free(ref);
+    for (int i = 0; i < 3; i++)
+        lb_session_free(s[i]);
+}
+
+typedef struct text {
+    char buf[4096];
+    size_t n;
+} text;
+
+static bool collect(const lb_token_event *ev, void *user)
+{
+    text *t = user;
+    if (t->n + ev->piece_len < sizeof t->buf) {
+        memcpy(t->buf + t->n, ev->piece, ev->piece_len);
+        t->n += ev->piece_len;
+    }
+    return true;
+}
+
+/* Generations stepped together (started at different steps, ending at
+ * different lengths) produce exactly lb_generate's text and statistics. */
+static void test_stepped_generations_match_lb_generate(void)
+{
+    enum { N = N_PROMPTS };
+    lb_gen_params gp = lb_gen_default_params();
+    lb_session *s[N];
+    lb__gen g[N];
+    text got[N], want[N];
+    lb_gen_stats want_st[N], got_st[N];
+    memset(got, 0, sizeof got);
+    memset(want, 0, sizeof want);
+    for (int i = 0; i < N; i++) {
+        s[i] = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+        gp.max_tokens = 20 + 7 * i;
+        CHECK(lb_generate(s[i], k_prompts[i], &gp, collect, &want[i], &want_st[i]) == LB_OK);
+    }
+    lb_batch *b = new_batch(N, 0, 2);
+    float *rows = malloc((size_t)N * g_vocab * sizeof *rows);   /* [N][n_vocab] */
+    bool started[N] = {false}, ended[N] = {false};
+    for (int step = 0, live = 1; live; step++) {
+        live = 0;
+        lb_session *sel[N];
+        lb_token tok[N];
+        int who[N], n = 0;
+        for (int i = 0; i < N; i++) {
+            if (!started[i] && step >= 3 * i) {   /* generation i joins at step 3i */
+                gp.max_tokens = 20 + 7 * i;
+                lb__gen_start(&g[i], s[i], k_prompts[i], &gp, collect, &got[i]);
+                started[i] = true;
+            }
+            if (!started[i] || ended[i]) {
+                live |= !started[i];
+                continue;
+            }
+            if (g[i].done) {
+                CHECK(lb__gen_end(&g[i], &got_st[i]) == LB_OK);
+                ended[i] = true;
+                continue;
+            }
+            live = 1;
+            sel[n] = s[i];
+            tok[n] = g[i].next;
+            who[n++] = i;
+        }
+        if (!n)
+            continue;
+        lb_status st = lb_batch_eval(b, sel, n, tok, NULL, rows);
+        CHECKF(st == LB_OK, "%s", lb_batch_last_error(b));
+        for (int k = 0; k < n; k++)
+            lb__gen_step(&g[who[k]], st, rows + (size_t)k * g_vocab);
+    }
+    for (int i = 0; i < N; i++) {
+        CHECKF(got[i].n == want[i].n && memcmp(got[i].buf, want[i].buf, want[i].n) == 0,
+               "generation %d: batched \"%.*s\" vs alone \"%.*s\"", i, (int)got[i].n, got[i].buf, (int)want[i].n,
+               want[i].buf);
+        CHECK(got_st[i].n_gen == want_st[i].n_gen && got_st[i].n_prompt == want_st[i].n_prompt);
+        CHECK(strcmp(got_st[i].finish_reason, want_st[i].finish_reason) == 0);
+        CHECK(want_st[i].n_gen > 0);
+        lb_session_free(s[i]);
+    }
+    free(rows);
+    lb_batch_free(b);
+}
+
+/* Cancelling between steps ends a generation as lb_generate's callback would. */
+static void test_cancel_between_steps(void)
+{
+    lb_session *s = new_session(64, 1, LB_KV_F16, LB_KV_F16);
+    lb__gen g;
+    text t = {0};
+    lb_gen_params gp = lb_gen_default_params();
+    CHECK(lb__gen_start(&g, s, "Hello", &gp, collect, &t) == LB_OK);
+    CHECK(!g.done);
+    lb__gen_step(&g, LB_ERR_CANCELLED, NULL);
+    CHECK(g.done);
+    lb_gen_stats st;
+    CHECK(lb__gen_end(&g, &st) == LB_ERR_CANCELLED);
+    CHECK(strcmp(st.finish_reason, "cancelled") == 0 && st.n_gen == 1);
+    lb_session_free(s);
+}
+
+/* The 4-row dot products the batched matrix products use give exactly the
+ * single-row dot's bits, for every type that has one, at several lengths. */
+static void test_dot4_equals_dot(void)
+{
+    const lb_kernel_set *sets[4];
+    int n_sets = lb_kernels_variants(sets, 3);
+    sets[n_sets++] = lb_kernels_scalar();
+    int checked = 0;
+    uint32_t seed = 12345;
+    for (int si = 0; si < n_sets; si++)
+        for (uint32_t t = 0; t < LB_TYPE_COUNT; t++) {
+            if (!sets[si]->vec_dot4[t])
+                continue;
+            const lb_quant_traits *q = lb_quant_ref(t);
+            const int64_t lens[] = {256, 512, 1536, 2816};
+            for (int li = 0; li < 4; li++) {
+                int64_t n = lens[li];
+                size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(q->act_type, n);
+                unsigned char *w = malloc(wb);       /* [wb] one weight row of random bytes */
+                char *act = malloc(4 * ab);          /* [4][ab] four activation rows */
+                float *x = malloc((size_t)n * sizeof *x);   /* [n] */
+                for (size_t i = 0; i < wb; i++)
+                    w[i] = (unsigned char)((seed = seed * 1664525u + 1013904223u) >> 24);
+                /* keep the f16 scales finite: random bytes can make NaN/inf, which compare unequal to themselves */
+                for (size_t i = 1; i < wb; i += 2)
+                    if ((w[i] & 0x7c) == 0x7c)
+                        w[i] &= 0x3f;
+                for (int j = 0; j < 4; j++) {
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+                    sets[si]->quantize[q->act_type](x, act + (size_t)j * ab, n);
+                }
+                float one[4], four[8];
+                for (int j = 0; j < 4; j++)
+                    sets[si]->vec_dot[t](n, &one[j], w, act + (size_t)j * ab);
+                sets[si]->vec_dot4[t](n, four, 2, w, act, ab);
+                for (int j = 0; j < 4; j++)
+                    CHECKF(memcmp(&one[j], &four[2 * j], sizeof(float)) == 0, "%s type %u n %lld row %d: %g vs %g",
+                           sets[si]->isa, t, (long long)n, j, one[j], four[2 * j]);
+                checked++;
+                free(w);
+                free(act);
+                free(x);
+            }
+        }
+    printf("# dot4 kernels checked: %d (type, length) pairs\n", checked);
+}
+
+int main(void)
+{
+    lb_model_params mp = lb_model_default_params();
+    if (lb_model_load(check_shared("models/techdocs-28M-Q4_K_M.gguf"), &mp, &g_model) != LB_OK) {
+        fprintf(stderr, "cannot load the model: %s\n", lb_last_load_error());
+        return 1;
+    }
+    lb_model_info info;
+    lb_model_get_info(g_model, &info);
+    g_vocab = info.n_vocab;
+    RUN(test_dot4_equals_dot);
+    RUN(test_batched_logits_bit_exact_f16);
+    RUN(test_batched_logits_bit_exact_quantized_and_single_thread);
+    RUN(test_batched_logits_bit_exact_sliding_window);
+    RUN(test_batch_errors_leave_positions);
+    RUN(test_prompts_in_the_batch_bit_exact);
+    RUN(test_stepped_generations_match_lb_generate);
+    RUN(test_cancel_between_steps);
+    lb_model_free(g_model);
+    return check_done();
+}
