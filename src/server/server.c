@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "openai.h"
 #include "scheduler.h"
+#include "ws.h"
 
 #define KEEPALIVE_MS 10000   /* an SSE comment this often while nothing else is sent, so a vanished client is noticed */
 
@@ -23,6 +24,7 @@ typedef struct srv {
     lb_server_params p;
     lb_model *model;
     lb_srv_sched *sched;
+    lb_ws *ws;                 /* the WebSocket endpoint /v1/ws (ws.c) */
     lb_srv_metrics *metrics;
     lb_chat_format chat;
     char web_root[PATH_MAX];   /* realpath of --web-root, "" when none */
@@ -43,10 +45,22 @@ lb_server_params lb_server_default_params(void)
     p.max_tokens = 512;
     p.timeout_s = 300;
     p.max_body = 1 << 20;
+    p.io_timeout_s = 30;
     return p;
 }
 
 /* ------------------------------------------------------------ replies */
+
+/* With --cors, every answer names the allowed origin; without it, none does, so browsers keep other sites out. */
+static void cors_header(struct mg_connection *c)
+{
+    const srv *s = mg_get_request_info(c)->user_data;
+    if (s && s->p.cors) {
+        mg_response_header_add(c, "Access-Control-Allow-Origin", s->p.cors, -1);
+        if (strcmp(s->p.cors, "*"))
+            mg_response_header_add(c, "Vary", "Origin", -1);
+    }
+}
 
 static int reply(struct mg_connection *c, int status, const char *ctype, const char *body, size_t n,
                  const char *hname, const char *hval, bool close)
@@ -58,6 +72,7 @@ static int reply(struct mg_connection *c, int status, const char *ctype, const c
     mg_response_header_add(c, "Content-Length", len, -1);
     mg_response_header_add(c, "Cache-Control", "no-store", -1);
     mg_response_header_add(c, "X-Content-Type-Options", "nosniff", -1);
+    cors_header(c);
     if (hname)
         mg_response_header_add(c, hname, hval, -1);
     if (close)
@@ -211,6 +226,13 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
     }
     if (st)
         return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
+    /* Only JSON: a form or text/plain POST is one a foreign web page may send without a CORS preflight. */
+    const char *ct = mg_get_header(c, "Content-Type");
+    if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
+        free(body);
+        return reply_error(c, 415, "invalid_request_error", "unsupported_media_type",
+                           "the body must be JSON, sent with Content-Type: application/json", NULL, NULL);
+    }
     lb_srv_job *j = lb_srv_job_new();
     if (!j) {
         free(body);
@@ -260,10 +282,12 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
         mg_response_header_add(c, "Cache-Control", "no-cache", -1);
         mg_response_header_add(c, "Transfer-Encoding", "chunked", -1);
         mg_response_header_add(c, "X-Accel-Buffering", "no", -1);
+        cors_header(c);
         if (chat)
             mg_response_header_add(c, "X-Chat-Template", lb_chat_format_name(s->chat), -1);
         mg_response_header_send(c);
         sse o = {c, false};
+        const bool timing = mg_get_header(c, "X-Lowbit-Timing") != NULL;   /* docs/server.md, "Load test" */
         char *buf = NULL;
         size_t n = 0, cap = 0;
         bool first = true;
@@ -272,6 +296,14 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
         while (state != LB_JOB_DONE) {
             state = lb_srv_job_take(j, 200, &buf, &n, &cap);
             double now = lb_time_ms();
+            if (n && timing && !o.broken) {
+                /* An SSE comment (clients ignore it) stamping when the engine released this text, so
+                 * bench/load can measure the delivery overhead on the same monotonic clock. */
+                char stamp[64];
+                int ns = snprintf(stamp, sizeof stamp, ": lb-t %.3f %d\n\n", j->taken_ms, j->taken_tokens);
+                if (mg_send_chunk(c, stamp, (unsigned)ns) < 0)
+                    o.broken = true;
+            }
             if (n || (first && chat && state != LB_JOB_QUEUED)) {
                 char *chunk = lb_oai_chunk(&req, id, created, model, buf, n, NULL, first && chat);
                 sse_send(&o, chunk);
@@ -369,8 +401,9 @@ static int handle_static(srv *s, struct mg_connection *c, const char *uri)
         return reply_error(c, 404, "invalid_request_error", "not_found", "no such route", NULL, NULL);
     if (strchr(uri, '\\') || strstr(uri, "//") || strlen(uri) > 1024)
         return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
+    /* No segment may start with '.': this refuses "." and ".." and also keeps dotfiles (.git, .env) private. */
     for (const char *p = uri; (p = strchr(p, '/')); p++)
-        if ((p[1] == '.' && (p[2] == '/' || !p[2])) || (p[1] == '.' && p[2] == '.' && (p[3] == '/' || !p[3])))
+        if (p[1] == '.')
             return reply_error(c, 404, "invalid_request_error", "not_found", "no such file", NULL, NULL);
     char path[PATH_MAX + 1100], real[PATH_MAX];
     snprintf(path, sizeof path, "%s%s%s", s->web_root, uri, uri[strlen(uri) - 1] == '/' ? "index.html" : "");
@@ -416,6 +449,20 @@ static int route(srv *s, struct mg_connection *c, lb_srv_route *r)
         *r = api[k].id;
     else
         *r = LB_ROUTE_STATIC;
+    /* A CORS preflight carries no credentials, so it is answered before the key check. */
+    if (method_is(ri, "OPTIONS")) {
+        mg_response_header_start(c, 204);
+        mg_response_header_add(c, "Allow", "GET, POST, OPTIONS", -1);
+        if (s->p.cors) {
+            cors_header(c);
+            mg_response_header_add(c, "Access-Control-Allow-Methods", "GET, POST, OPTIONS", -1);
+            mg_response_header_add(c, "Access-Control-Allow-Headers", "Authorization, Content-Type", -1);
+            mg_response_header_add(c, "Access-Control-Max-Age", "600", -1);
+        }
+        mg_response_header_add(c, "Content-Length", "0", -1);
+        mg_response_header_send(c);
+        return 204;
+    }
     if (*r == LB_ROUTE_HEALTH)
         return method_is(ri, "GET") ? reply(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL, NULL, false)
                                     : reply_error(c, 405, "invalid_request_error", "method_not_allowed",
@@ -435,7 +482,7 @@ static int route(srv *s, struct mg_connection *c, lb_srv_route *r)
     case LB_ROUTE_METRICS: {
         int q, qc, busy, slots;
         lb_srv_sched_load(s->sched, &q, &qc, &busy, &slots);
-        char *text = lb_srv_metrics_render(s->metrics, q, qc, busy, slots);
+        char *text = lb_ws_metrics_append(s->ws, lb_srv_metrics_render(s->metrics, q, qc, busy, slots));
         if (!text)
             return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
         int st = reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL, false);
@@ -459,6 +506,30 @@ static int on_request(struct mg_connection *c, void *user)
     int status = route(s, c, &r);
     lb_srv_metrics_request(s->metrics, r, status);
     return status > 0 ? status : 500;
+}
+
+/* civetweb's own refusals (headers malformed, too large, or not complete within --io-timeout; a directory)
+ * in the API's JSON error shape rather than a text/plain page. */
+static int on_http_error(struct mg_connection *c, int status, const char *msg)
+{
+    lb_oai_error e;
+    memset(&e, 0, sizeof e);
+    e.status = status;
+    e.type = status >= 500 ? "server_error" : "invalid_request_error";
+    e.code = status == 400 ? "malformed_request" : status == 403 ? "forbidden" : status == 404 ? "not_found"
+           : status == 413 || status == 431 ? "headers_too_large" : "http_error";
+    if (status == 400)
+        snprintf(e.message, sizeof e.message, "malformed request, or its headers did not arrive within the I/O timeout");
+    else
+        snprintf(e.message, sizeof e.message, "%s", msg && *msg ? msg : mg_get_response_code_text(c, status));
+    char *j = lb_oai_error_json(&e);
+    if (!j)
+        return 1;
+    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+                 "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n%s",
+              status, mg_get_response_code_text(c, status), strlen(j), j);
+    free(j);
+    return 0;
 }
 
 static int on_log(const struct mg_connection *c, const char *msg)
@@ -505,8 +576,19 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
     lb_session_params sp = lb_session_default_params();
     sp.n_ctx = p->n_ctx;
     sp.n_threads = p->n_threads;
+    sp.kv_type_k = p->kv_k;
+    sp.kv_type_v = p->kv_v;
+    sp.n_window = p->n_window;
+    sp.n_sinks = p->n_sinks;
     if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, s->metrics, err, sizeof err))) {
         fprintf(stderr, "lowbit serve: %s\n", err[0] ? err : "out of memory");
+        goto out;
+    }
+    lb_ws_params wp = {.model = m, .sched = s->sched, .chat = s->chat, .max_tokens = p->max_tokens, .n_ctx = p->n_ctx,
+                       .api_key = p->api_key, .cors = p->cors, .max_message = p->max_body, .max_connections = 32,
+                       .grace_s = 30};
+    if (!(s->ws = lb_ws_new(&wp))) {
+        fprintf(stderr, "lowbit serve: out of memory\n");
         goto out;
     }
 
@@ -514,8 +596,8 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
     bool v6 = strchr(p->host, ':') != NULL;
     snprintf(ports, sizeof ports, "%s%s%s:%d", v6 ? "[" : "", p->host, v6 ? "]" : "", p->port);
     /* Every generation request holds a civetweb thread while it waits or streams; a few more serve /health and /metrics. */
-    snprintf(threads, sizeof threads, "%d", p->parallel + p->queue + 8);
-    snprintf(timeout, sizeof timeout, "%d", 30000);
+    snprintf(threads, sizeof threads, "%d", p->parallel + p->queue + 8 + wp.max_connections);   /* + one per WebSocket */
+    snprintf(timeout, sizeof timeout, "%d", (p->io_timeout_s > 0 ? p->io_timeout_s : 30) * 1000);
     const char *options[] = {
         "listening_ports", ports,
         "num_threads", threads,
@@ -523,10 +605,20 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", "5000",
         "enable_directory_listing", "no",
+        /* WebSocket: civetweb answers pings and, after 10 s of silence, pings the client; a few unanswered
+         * pings end a connection whose peer vanished without closing (docs/protocol.md). */
+        "enable_websocket_ping_pong", "yes",
+        "websocket_timeout_ms", "10000",
+        /* civetweb's own CORS defaults to "*" on static files and answers preflights itself: follow --cors instead. */
+        "access_control_allow_origin", p->cors ? p->cors : "",
+        "access_control_allow_methods", "",
+        /* Browsers refuse ES modules served as text/plain. */
+        "extra_mime_types", ".mjs=text/javascript,.js=text/javascript,.wasm=application/wasm,.json=application/json",
         NULL, NULL};
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.log_message = on_log;
+    cb.http_error = on_http_error;
     mg_init_library(0);
     ctx = mg_start(&cb, s, options);
     if (!ctx) {
@@ -534,6 +626,7 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
         goto out;
     }
     mg_set_request_handler(ctx, "**", on_request, s);
+    lb_ws_register(s->ws, ctx);
     struct mg_server_port sport[4];
     int np = mg_get_server_ports(ctx, 4, sport);
     int port = np > 0 ? sport[0].port : p->port;
@@ -551,6 +644,7 @@ out:
     if (ctx)
         mg_stop(ctx);   /* waits for the handlers, which give up their jobs once stopping is set */
     mg_exit_library();
+    lb_ws_free(s->ws);   /* after the connections are gone, before the scheduler its jobs run on */
     lb_srv_sched_free(s->sched);
     lb_srv_metrics_free(s->metrics);
     free(s);

@@ -13,12 +13,16 @@ typedef struct lb_server_params {
     const char *api_key;     /* bearer token required on everything but /health; NULL = none */
     const char *web_root;    /* static files; NULL = none */
     const char *model_name;  /* the id reported to clients */
-    int n_ctx, n_threads;    /* per slot; n_threads is split between slots */
-    int parallel;            /* slots (sessions generating at the same time) */
+    int n_ctx, n_threads;    /* n_ctx per slot; n_threads for the batched decode (and each session's prefill scratch) */
+    int parallel;            /* slots: sessions decoded together in one batched step */
     int queue;               /* requests that may wait for a slot before 429 */
     int max_tokens;          /* default and upper bound of a request's max_tokens */
     int timeout_s;           /* a generation request's whole time, queue included */
     size_t max_body;         /* request body bytes */
+    const char *cors;        /* Access-Control-Allow-Origin value ("*" or one origin); NULL = no CORS headers at all */
+    int io_timeout_s;        /* request headers must arrive, and each socket read/write complete, within this (default 30) */
+    lb_kv_type kv_k, kv_v;   /* KV cache types of every slot's session (default F16) */
+    int n_window, n_sinks;   /* sliding window and sinks of every slot's session (lb_session_params; default 0 = none) */
 } lb_server_params;
 
 lb_server_params lb_server_default_params(void);
