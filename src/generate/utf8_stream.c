@@ -121,6 +121,8 @@ static bool release(lb__text_stream *ts, size_t n)
 {
     if (!reserve(&ts->out, &ts->cap_out, ts->n_out + n + 1))
         return false;
+    if (!n)
+        return true;   /* hold may still be NULL, and memcpy from NULL is undefined even for 0 bytes */
     memcpy(ts->out + ts->n_out, ts->hold, n);
     ts->n_out += n;
     memmove(ts->hold, ts->hold + n, ts->n_hold - n);

@@ -24,6 +24,7 @@ export function startServer(extra = []) {
         clearTimeout(timer);
         resolve({
           url: m[1],
+          pid: proc.pid,
           log: () => log,
           alive: () => proc.exitCode === null && proc.signalCode === null,
           stop: () => new Promise((done) => {
