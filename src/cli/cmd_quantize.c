@@ -8,6 +8,8 @@
 #include "base/progress.h"
 #include "cli.h"
 #include "format/gguf.h"
+#include "quant/mix.h"
+#include "quantize_sens.h"
 #include "quant/quantizer.h"
 
 static const char *help =
@@ -20,6 +22,13 @@ static const char *help =
     "  -t, --threads N   threads (default: all CPUs)\n"
     "  --imatrix FILE    importance matrix from `lowbit imatrix`: weighs each column's rounding\n"
     "                    error by its mean squared activation\n"
+    "  --bpw B           choose a type per tensor (lbq2 lbq3 q4_K q5_K q6_K q8_0) so that the whole file\n"
+    "                    has at most B bits per weight, by measured error (use with --imatrix)\n"
+    "  --calib FILE      with --bpw: measure each tensor's sensitivity as the KL divergence on\n"
+    "                    FILE (calibration text, never the test text) when it alone is 2-bit\n"
+    "  --sens FILE       with --bpw: read the sensitivities from FILE if it exists, otherwise measure\n"
+    "                    them (--calib) and save them there (lines \"tensor KL\")\n"
+    "  --tensor-type P=T a tensor whose name contains P gets type T (repeatable; first match wins)\n"
     "  --json            print the report as one JSON object on stdout\n"
     "  -q, --quiet       print only the totals\n";
 
@@ -59,6 +68,11 @@ int lb_cli_quantize(int argc, char **argv)
     lb_quantize_params qp = lb_quantize_default_params();
     bool json = false, quiet = false;
     long threads = 0;
+    static char ovr_pat[64][96];        /* [64] --tensor-type patterns */
+    static lb_quantize_override ovr[64];
+    int n_ovr = 0;
+    double bpw = 0;
+    const char *calib = NULL, *sens_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
 #define VAL() do { if (!(v = lb_cli_value(cmd, argc, argv, &i))) return 2; } while (0)
@@ -67,6 +81,21 @@ int lb_cli_quantize(int argc, char **argv)
         else if (!strcmp(a, "--pure")) qp.pure = true;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
         else if (!strcmp(a, "--imatrix")) { VAL(); imatrix = v; }
+        else if (!strcmp(a, "--calib")) { VAL(); calib = v; }
+        else if (!strcmp(a, "--sens")) { VAL(); sens_path = v; }
+        else if (!strcmp(a, "--bpw")) { VAL(); char *end; bpw = strtod(v, &end); if (*end || !(bpw > 0)) { fprintf(stderr, "lowbit quantize: --bpw wants a positive number, got '%s'\n", v); return 2; } }
+        else if (!strcmp(a, "--tensor-type")) {
+            VAL();
+            const char *eq = strrchr(v, '=');
+            int t = eq ? lb_type_from_name(eq + 1) : -1;
+            if (!eq || eq == v || t < 0 || n_ovr >= 64) {
+                fprintf(stderr, "lowbit quantize: --tensor-type wants PATTERN=TYPE with a known type, got '%s'\n", v);
+                return 2;
+            }
+            snprintf(ovr_pat[n_ovr], sizeof ovr_pat[n_ovr], "%.*s", (int)(eq - v), v);
+            ovr[n_ovr] = (lb_quantize_override){ovr_pat[n_ovr], (uint32_t)t};
+            n_ovr++;
+        }
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
         else if (a[0] == '-' && a[1]) { fprintf(stderr, "lowbit quantize: unknown option '%s' (see --help)\n", a); return 2; }
@@ -87,6 +116,8 @@ int lb_cli_quantize(int argc, char **argv)
         fprintf(stderr, "lowbit quantize: warning: %s is already quantized; requantizing adds the errors of both "
                         "roundings; start from the F16/F32 file if you have it\n", in);
     qp.n_threads = (int)threads;
+    qp.overrides = ovr;
+    qp.n_overrides = n_ovr;
     lb_imatrix *im = NULL;
     if (imatrix) {
         lb_err ierr = {0};
@@ -103,6 +134,53 @@ int lb_cli_quantize(int argc, char **argv)
         qp.imatrix = im;
     }
 
+    lb_mix_plan plan = {0};
+    if (bpw > 0) {
+        lb_err merr = {0};
+        lb_mix_sensitivity sens = {NULL, NULL};
+        lb__cli_sens *sc = NULL;
+        lb__cli_sens_table *table = NULL;
+        lb__cli_sens_rec rec = {NULL, NULL};
+        if (sens_path && lb__cli_sens_table_load(sens_path, &table) == 0) {
+            sens = (lb_mix_sensitivity){lb__cli_sens_table_get, table};
+        } else if (calib) {
+            if (lb__cli_sens_new(in, calib, im, (int)threads, !quiet && !json, &sc) != 0) {
+                lb_imatrix_free(im);
+                return 1;
+            }
+            rec = (lb__cli_sens_rec){sc, sens_path ? fopen(sens_path, "w") : NULL};
+            sens = (lb_mix_sensitivity){lb__cli_sens_measure_rec, &rec};
+        } else if (sens_path) {
+            fprintf(stderr, "lowbit quantize: cannot read %s (give --calib TEXT to measure it)\n", sens_path);
+            lb_imatrix_free(im);
+            return 1;
+        }
+        lb_status mst = lb_mix_plan_bpw(in, bpw, im, (int)threads, &sens, &plan, &merr);
+        if (rec.f)
+            fclose(rec.f);
+        lb__cli_sens_free(sc);
+        lb__cli_sens_table_free(table);
+        if (mst) {
+            fprintf(stderr, "lowbit quantize: %s (%s)\n", merr.msg, lb_status_str(mst));
+            lb_imatrix_free(im);
+            return 1;
+        }
+        /* --tensor-type entries first: they win over the plan */
+        static lb_quantize_override all[64 + 4096];
+        int n_all = 0;
+        for (int k = 0; k < n_ovr; k++)
+            all[n_all++] = ovr[k];
+        bool own = false;
+        for (int k = 0; k < plan.n && n_all < (int)(sizeof all / sizeof all[0]); k++) {
+            all[n_all++] = plan.ovr[k];
+            own |= plan.choices[k].type == LB_TYPE_LBQ2 || plan.choices[k].type == LB_TYPE_LBQ3;
+        }
+        qp.overrides = all;
+        qp.n_overrides = n_all;
+        qp.type = own ? "lbq2" : "q4_K_M";
+        if (!quiet && !json)
+            fprintf(stderr, "lowbit quantize: --bpw %.3f: planned %.3f bits per weight\n", bpw, plan.predicted_bpw);
+    }
     lb_progress bar;
     lb_progress_params pp = lb_progress_default_params();
     pp.label = "quantizing";
@@ -114,6 +192,7 @@ int lb_cli_quantize(int argc, char **argv)
     lb_status st = lb_quantize_file(in, out, &qp, &rep, &err);
     lb_progress_finish(&bar, false);
     lb_imatrix_free(im);
+    lb_mix_plan_free(&plan);
     if (st) {
         fprintf(stderr, "lowbit quantize: %s (%s)\n", err.msg, lb_status_str(st));
         return 1;

@@ -42,10 +42,16 @@ typedef enum lb_type {
     LB_TYPE_TQ2_0 = 35,
     LB_TYPE_MXFP4 = 39,
 
+    /* lowbit's own weight formats (quant/lbq.h, docs/quantization.md); ids far
+     * above llama.cpp's range so that other readers reject such files cleanly. */
+    LB_TYPE_LBQ2 = 100,    /* 2-bit, Hadamard-rotated blocks of 256, 2.1875 bpw */
+    LB_TYPE_LBQ3 = 101,    /* 3-bit, Hadamard-rotated blocks of 256, 3.1875 bpw */
+
     /* lowbit-internal activation formats (never stored in a file): int8
      * activations that the weight dot products consume. */
     LB_TYPE_A8_32 = 200,   /* 32 int8 + float scale + int sum; pairs with 32-element weight blocks */
     LB_TYPE_A8_K = 201,    /* 256 int8 + float scale + 16 partial sums; pairs with K-quants */
+    LB_TYPE_A8_H = 202,    /* A8_K of Hadamard-rotated activations; pairs with LBQ2/LBQ3 */
 
     LB_TYPE_COUNT = 256
 } lb_type;

@@ -2,6 +2,7 @@
 #include "quant.h"
 
 #include "base/once.h"
+#include "quant/lbq.h"
 
 static lb_quant_traits table[LB_TYPE_COUNT];
 static lb_once table_once = LB_ONCE_INIT;
@@ -11,6 +12,7 @@ static void fill(void)
     lb__quant_ref_register_float(table);
     lb__quant_ref_register_q32(table);
     lb__quant_ref_register_k(table);
+    lb__quant_ref_register_lbq(table);   /* after K: A8_H reuses A8_K's quantizer */
 }
 
 const lb_quant_traits *lb_quant_ref(uint32_t type)

@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 /* True when lb_quantize_row can produce the type: F32, F16, BF16, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and lowbit's own
+ * LBQ2, LBQ3 (quant/lbq.h; not readable by llama.cpp). */
 bool lb_quantize_supported(uint32_t type);
 
 /* Quantizes one row x[n] (n a multiple of the type's block size) into out

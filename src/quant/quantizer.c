@@ -39,18 +39,21 @@ static const mix MIXES[] = {
     /* single-type K files; llama.cpp has no name for them, its "mostly" ids fit best */
     {"q3_K", LB_TYPE_Q3_K, 11, MIX_SINGLE},  {"q4_K", LB_TYPE_Q4_K, 14, MIX_SINGLE},
     {"q5_K", LB_TYPE_Q5_K, 16, MIX_SINGLE},
+    /* lowbit's own types (quant/lbq.h): output Q6_K as in the other mixes;
+     * file types 100+ are lowbit's, unknown to llama.cpp */
+    {"lbq2", LB_TYPE_LBQ2, 100, MIX_Q32},    {"lbq3", LB_TYPE_LBQ3, 101, MIX_Q32},
 };
 #define N_MIXES ((int)(sizeof MIXES / sizeof MIXES[0]))
 
 const char *lb_quantize_mix_names(void)
 {
     return "q4_K_M q4_K_S q3_K_M q3_K_S q2_K q5_K_M q5_K_S q6_K q8_0 q4_0 q4_1 q5_0 q5_1 "
-           "q3_K q4_K q5_K f16 bf16 f32";
+           "q3_K q4_K q5_K lbq2 lbq3 f16 bf16 f32";
 }
 
 lb_quantize_params lb_quantize_default_params(void)
 {
-    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL, NULL};
+    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL, NULL, NULL, 0};
     return p;
 }
 
@@ -135,7 +138,7 @@ static uint32_t fallback_type(uint32_t t, int64_t ne0, bool output)
     if (output && t != LB_TYPE_F16 && t != LB_TYPE_F32 && t != LB_TYPE_BF16)
         t = LB_TYPE_Q8_0;
     switch (t) {
-    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: t = LB_TYPE_Q4_0; break;
+    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: t = LB_TYPE_Q4_0; break;
     case LB_TYPE_Q4_K: t = LB_TYPE_Q5_0; break;
     case LB_TYPE_Q5_K: t = LB_TYPE_Q5_1; break;
     case LB_TYPE_Q6_K: t = LB_TYPE_Q8_0; break;
@@ -304,8 +307,15 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
                         !strstr(name, "ffn_gate_inp.weight") && strcmp(name, "position_embd.weight") &&
                         strcmp(name, "token_types.weight");
         uint32_t type;
-        if (quantize)
+        if (quantize) {
             type = policy_type(m, p->pure, name, (int)layer_of(name), (int)n_layer, n_gqa);
+            for (int k = 0; k < p->n_overrides; k++)
+                if (p->overrides[k].pattern[0] == '=' ? !strcmp(name, p->overrides[k].pattern + 1)
+                                                      : strstr(name, p->overrides[k].pattern) != NULL) {
+                    type = p->overrides[k].type;
+                    break;
+                }
+        }
         else if (t->n_dims == 1 || strstr(name, "_norm"))
             type = LB_TYPE_F32;
         else
@@ -376,6 +386,17 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
             p->progress(total_q ? (float)((double)done_q / (double)total_q) : 1.0f, p->progress_user);
     }
 
+    /* Files holding lowbit's own types say so: other readers reject the unknown
+     * type ids anyway, and this names the documentation. */
+    for (int64_t i = 0; i < nt; i++)
+        if (tr[i].type == LB_TYPE_LBQ2 || tr[i].type == LB_TYPE_LBQ3) {
+            if ((st = lb_gguf_writer_set_str(w, "lowbit.quant.types",
+                                             "lbq2=100 lbq3=101 (lowbit docs/quantization.md)"))) {
+                st = lb__errf(err, st, "cannot set lowbit.quant.types");
+                goto out;
+            }
+            break;
+        }
     /* Write beside the target and rename, so a failure never leaves a truncated model. */
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out_path);
     wrote_tmp = true;

@@ -11,6 +11,14 @@
 #include "base/status.h"
 #include "quant/imatrix.h"
 
+/* A per-tensor type: every quantizable tensor whose name contains pattern
+ * (or equals it, when pattern starts with '=') gets type (the first
+ * matching entry wins), whatever the mix says. */
+typedef struct lb_quantize_override {
+    const char *pattern;
+    uint32_t type;
+} lb_quantize_override;
+
 typedef struct lb_quantize_params {
     const char *type;    /* "q4_K_M", "q8_0", "f16", ... (lb_quantize_mix_names) */
     bool pure;           /* every quantizable tensor gets the base type: no mix rules */
@@ -22,6 +30,8 @@ typedef struct lb_quantize_params {
      * tensor, looked up by name; NULL = weigh by x^2 alone.  A tensor the
      * matrix lacks is quantized without it and marked imatrix_missing. */
     const lb_imatrix *imatrix;
+    const lb_quantize_override *overrides;  /* [n_overrides], may be NULL; see --tensor-type, --bpw */
+    int n_overrides;
 } lb_quantize_params;
 
 lb_quantize_params lb_quantize_default_params(void);

@@ -1,0 +1,58 @@
+/* lowbit's own sub-4-bit weight formats LBQ2 (2.19 bpw) and LBQ3 (3.19 bpw):
+ * block layouts, the fixed randomized Hadamard rotation they are stored in,
+ * and the entry points of their reference code and quantizer.
+ *
+ * Both formats hold each 256-element block of a weight row rotated:
+ * w' = R w with R = H diag(s) / 16 (H the 256x256 Sylvester-Hadamard matrix,
+ * s a fixed +-1 sign vector), so that y = w . x = w' . (R x).  The matching
+ * activation format LB_TYPE_A8_H is A8_K taken of R x, so the rotation lives
+ * entirely in the activation quantizer and the matrix product stays generic.
+ * A rotated block is close to Gaussian whatever outliers the original had,
+ * which is what makes a plain 4- or 8-level grid good enough. */
+#ifndef LB_QUANT_LBQ_H
+#define LB_QUANT_LBQ_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "base/fp16.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+/* Element e of a block is  d * (sc[e / 32] + 1) * (2q - 3)  with q in 0..3.
+ * q of element e = 128n + 32j + l sits in bits 2j..2j+1 of qs[32n + l] (the
+ * Q2_K order: one shift and mask gives 32 consecutive elements); the 4-bit
+ * group scale of group g is nibble g % 2 of scales[g / 2]. */
+typedef struct {
+    lb_f16 d;
+    uint8_t scales[4];          /* [8 groups] 4-bit */
+    uint8_t qs[LB_QK_K / 4];    /* [256] 2-bit */
+} lb_block_lbq2;
+
+/* As LBQ2 with q in 0..7 and value (2q - 7): the low two bits of q as in
+ * LBQ2, bit 2 of element e = 32k + l in bit k of hmask[l]. */
+typedef struct {
+    lb_f16 d;
+    uint8_t scales[4];          /* [8 groups] 4-bit */
+    uint8_t qs[LB_QK_K / 4];    /* [256] low 2 bits */
+    uint8_t hmask[LB_QK_K / 8]; /* [256] high bit */
+} lb_block_lbq3;
+
+static_assert(sizeof(lb_block_lbq2) == 70, "lbq2 block");
+static_assert(sizeof(lb_block_lbq3) == 102, "lbq3 block");
+
+/* x[256] <- R x in place (the activation side).  Done with the same
+ * sequence of float additions everywhere, so every ISA gets the same bits. */
+void lb__lbq_rotate(float *x);
+/* x[256] <- R^T x in place (undoes lb__lbq_rotate; dequantization). */
+void lb__lbq_unrotate(float *x);
+
+/* Reference traits of LBQ2, LBQ3 and A8_H (lbq.c). */
+void lb__quant_ref_register_lbq(lb_quant_traits *table);
+
+/* Quality quantizer behind lb_quantize_row for LBQ2/LBQ3 (lbq_quantize.c):
+ * rotates each block, picks group scales, and rounds with error feedback
+ * under the importance-weighted error measured in the original basis. */
+void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance);
+
+#endif

@@ -1,0 +1,255 @@
+/* The quality quantizer for LBQ2/LBQ3: group-scale search in the rotated
+ * basis, then rounding with error feedback (GPTQ/LDLQ-style) so that the
+ * importance-weighted error of the ORIGINAL weights is what gets minimised.
+ *
+ * Why feedback is needed: the importance matrix weighs original columns,
+ * sum_j imp_j e_j^2.  After the rotation an error e' in the stored basis
+ * costs e'^T M e' with M = R diag(imp) R^T, which is not diagonal, so
+ * independent rounding per element cannot follow it.  Rounding element by
+ * element and pushing each rounding error onto the elements not yet rounded
+ * (weighted by the Cholesky factor of M^-1) is the classical optimal-brain-
+ * surgeon answer.  M depends only on the importance vector, so its factor
+ * is computed once per tensor and block column and cached. */
+#include "quant/lbq.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quantize.h"
+
+/* Damping added to every importance value, as a fraction of the block's
+ * mean: keeps M well conditioned and tempers columns the diagonal
+ * statistics overrate (0.01, GPTQ's usual value, gave worse perplexity). */
+#define DAMP 1.0
+
+/* ---- cache of the Cholesky factors, one entry per importance vector */
+
+typedef struct {
+    const float *imp;   /* identity of the vector (with n and sum) */
+    int64_t n;
+    double sum;
+    float *u;           /* [n / 256][256][256] upper factors U with M^-1 = U^T U */
+} chol_entry;
+
+#define N_CACHE 4
+static chol_entry cache[N_CACHE];
+static int cache_next;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Upper Cholesky factor of one block's damped M^-1 into u[256][256].
+ * M + lambda I = R (D + lambda) R^T, so M^-1 = R (D + lambda)^-1 R^T exactly;
+ * its entry (i, k) depends only on i XOR k: c = H v / 256, v = 1 / (imp + lambda). */
+static void block_factor(const float *imp, float *u)
+{
+    double c[LB_QK_K]; /* [256] first 1 / (imp + lambda), then H of it */
+    double mean = 0;
+    for (int j = 0; j < LB_QK_K; j++)
+        mean += imp[j];
+    mean /= LB_QK_K;
+    double lambda = DAMP * mean + 1e-30;
+    for (int j = 0; j < LB_QK_K; j++)
+        c[j] = 1.0 / ((double)imp[j] + lambda);
+    for (int len = 1; len < LB_QK_K; len <<= 1)
+        for (int i = 0; i < LB_QK_K; i += 2 * len)
+            for (int j = i; j < i + len; j++) {
+                double a = c[j], b = c[j + len];
+                c[j] = a + b;
+                c[j + len] = a - b;
+            }
+    /* a[256][256] = M^-1, factored in place (row-major, upper triangle used) */
+    double *a = malloc(sizeof(double) * LB_QK_K * LB_QK_K);
+    if (!a) {
+        memset(u, 0, sizeof(float) * LB_QK_K * LB_QK_K);
+        for (int i = 0; i < LB_QK_K; i++)
+            u[i * LB_QK_K + i] = 1;
+        return;
+    }
+    for (int i = 0; i < LB_QK_K; i++)
+        for (int k = 0; k < LB_QK_K; k++)
+            a[i * LB_QK_K + k] = c[i ^ k] / LB_QK_K;
+    for (int i = 0; i < LB_QK_K; i++) {
+        double s = a[i * LB_QK_K + i];
+        for (int p = 0; p < i; p++)
+            s -= a[p * LB_QK_K + i] * a[p * LB_QK_K + i];
+        double dii = s > 0 ? sqrt(s) : 1e-12;
+        a[i * LB_QK_K + i] = dii;
+        for (int k = i + 1; k < LB_QK_K; k++) {
+            double t = a[i * LB_QK_K + k];
+            for (int p = 0; p < i; p++)
+                t -= a[p * LB_QK_K + i] * a[p * LB_QK_K + k];
+            a[i * LB_QK_K + k] = t / dii;
+        }
+    }
+    for (int i = 0; i < LB_QK_K; i++)
+        for (int k = 0; k < LB_QK_K; k++)
+            u[i * LB_QK_K + k] = k >= i ? (float)a[i * LB_QK_K + k] : 0.0f;
+    free(a);
+}
+
+/* The factors for an importance vector imp[n]; NULL when out of memory.
+ * The pointer stays valid until N_CACHE other vectors have been seen, which
+ * the file quantizer (one tensor at a time) never reaches mid-tensor. */
+static const float *factors_for(const float *imp, int64_t n)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += imp[i];
+    pthread_mutex_lock(&cache_lock);
+    const float *r = NULL;
+    for (int k = 0; k < N_CACHE && !r; k++)
+        if (cache[k].imp == imp && cache[k].n == n && cache[k].sum == sum && cache[k].u)
+            r = cache[k].u;
+    if (!r) {
+        float *u = malloc(sizeof(float) * (size_t)n * LB_QK_K);
+        if (u) {
+            for (int64_t b = 0; b < n / LB_QK_K; b++)
+                block_factor(imp + b * LB_QK_K, u + b * LB_QK_K * LB_QK_K);
+            chol_entry *e = &cache[cache_next];
+            cache_next = (cache_next + 1) % N_CACHE;
+            free(e->u);
+            *e = (chol_entry){imp, n, sum, u};
+            r = u;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return r;
+}
+
+/* ---- scale search */
+
+/* Best step for v[32] on the odd grid step * (2q - m), q in 0..m, minimising
+ * the squared error; tries a range of clipping points, refits by least squares. */
+static float best_step(const float *v, int m)
+{
+    float amax = 0;
+    for (int e = 0; e < 32; e++)
+        amax = fmaxf(amax, fabsf(v[e]));
+    if (amax == 0)
+        return 0;
+    float best = amax / (float)m, best_err = INFINITY;
+    for (int k = 0; k <= 24; k++) {
+        float f = 0.6f + 0.05f * (float)k;
+        float step = amax / ((float)m * f);
+        for (int it = 0; it < 2; it++) {
+            double sl = 0, ll = 0;
+            for (int e = 0; e < 32; e++) {
+                int q = lb__qround((v[e] / step + (float)m) * 0.5f);
+                q = q < 0 ? 0 : q > m ? m : q;
+                float l = (float)(2 * q - m);
+                sl += (double)v[e] * l;
+                ll += (double)l * l;
+            }
+            if (ll > 0 && sl > 0)
+                step = (float)(sl / ll);
+        }
+        double err = 0;
+        for (int e = 0; e < 32; e++) {
+            int q = lb__qround((v[e] / step + (float)m) * 0.5f);
+            q = q < 0 ? 0 : q > m ? m : q;
+            double r = v[e] - step * (float)(2 * q - m);
+            err += r * r;
+        }
+        if (err < best_err) {
+            best_err = err;
+            best = step;
+        }
+    }
+    return best;
+}
+
+static double group_err(const float *v, int m, float step)
+{
+    double err = 0;
+    for (int e = 0; e < 32; e++) {
+        int q = step > 0 ? lb__qround((v[e] / step + (float)m) * 0.5f) : 0;
+        q = q < 0 ? 0 : q > m ? m : q;
+        double r = v[e] - (step > 0 ? step * (float)(2 * q - m) : 0);
+        err += r * r;
+    }
+    return err;
+}
+
+/* One block: x[256] original weights, u the block's factor or NULL (plain
+ * rounding).  Fills *d, sc[8] in 1..16 and q[256] in 0..m. */
+static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, int *sc, uint8_t *q)
+{
+    float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */
+    memcpy(w, x, sizeof w);
+    lb__lbq_rotate(w);
+    float smax = 0;
+    for (int g = 0; g < 8; g++)
+        smax = fmaxf(smax, best_step(w + 32 * g, m));
+    *d16 = lb_f32_to_f16(smax / 16.0f);
+    float d = lb_f16_to_f32(*d16);
+    if (!(d > 0)) {
+        *d16 = lb_f32_to_f16(0);
+        for (int g = 0; g < 8; g++)
+            sc[g] = 1;
+        memset(q, (m + 1) / 2, LB_QK_K);
+        return;
+    }
+    for (int g = 0; g < 8; g++) {
+        float *v = w + 32 * g;
+        /* the group's scale from its values as updated so far */
+        int s0 = lb__qround(best_step(v, m) / d);
+        int bs = 1;
+        double be = INFINITY;
+        for (int s = s0 - 1; s <= s0 + 1; s++) {
+            if (s < 1 || s > 16)
+                continue;
+            double e = group_err(v, m, d * (float)s);
+            if (e < be) {
+                be = e;
+                bs = s;
+            }
+        }
+        sc[g] = bs;
+        float step = d * (float)bs;
+        for (int e = 32 * g; e < 32 * g + 32; e++) {
+            int qi = lb__qround((w[e] / step + (float)m) * 0.5f);
+            qi = qi < 0 ? 0 : qi > m ? m : qi;
+            q[e] = (uint8_t)qi;
+            if (u) {
+                const float *ur = u + e * LB_QK_K;
+                float err = (w[e] - step * (float)(2 * qi - m)) / ur[e];
+                for (int k = e + 1; k < LB_QK_K; k++)
+                    w[k] -= err * ur[k];
+            }
+        }
+    }
+}
+
+void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance)
+{
+    const float *u = importance ? factors_for(importance, n) : NULL;
+    int m = type == LB_TYPE_LBQ3 ? 7 : 3;
+    for (int64_t i = 0; i < n / LB_QK_K; i++) {
+        uint8_t q[LB_QK_K];
+        int sc[8];
+        lb_f16 d;
+        quantize_block(x + i * LB_QK_K, u ? u + i * LB_QK_K * LB_QK_K : NULL, m, &d, sc, q);
+        uint8_t scales[4];
+        for (int g = 0; g < 4; g++)
+            scales[g] = (uint8_t)((sc[2 * g] - 1) | (sc[2 * g + 1] - 1) << 4);
+        if (type == LB_TYPE_LBQ3) {
+            lb_block_lbq3 *b = (lb_block_lbq3 *)out + i;
+            b->d = d;
+            memcpy(b->scales, scales, 4);
+            memset(b->qs, 0, sizeof b->qs);
+            memset(b->hmask, 0, sizeof b->hmask);
+            for (int e = 0; e < LB_QK_K; e++) {
+                b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((q[e] & 3) << (2 * ((e % 128) / 32)));
+                b->hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
+            }
+        } else {
+            lb_block_lbq2 *b = (lb_block_lbq2 *)out + i;
+            b->d = d;
+            memcpy(b->scales, scales, 4);
+            memset(b->qs, 0, sizeof b->qs);
+            for (int e = 0; e < LB_QK_K; e++)
+                b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * ((e % 128) / 32)));
+        }
+    }
+}

@@ -1,0 +1,241 @@
+/* Tests of lowbit's own LBQ2/LBQ3 formats: the rotation, the reference dot
+ * product against its own dequantization, every SIMD kernel set against the
+ * reference (bit-exact) at awkward block counts, and the quality quantizer's
+ * error, with and without an importance vector. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/kernels.h"
+#include "quant/lbq.h"
+#include "quant/quant.h"
+#include "quant/quantize.h"
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+static uint64_t rng_u64(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_unit(void) { return (float)(rng_u64() >> 40) / (float)(1u << 24); }
+static float rng_gauss(void)
+{
+    float u1 = rng_unit() + 1e-7f, u2 = rng_unit();
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+#define MAX_BLOCKS 43
+static const int blocks[] = {1, 2, 3, 5, 7, 11, 16, 43};
+#define N_BLOCKS (int)(sizeof blocks / sizeof blocks[0])
+
+static void test_type_table(void)
+{
+    CHECK(lb_type_from_name("lbq2") == LB_TYPE_LBQ2 && lb_type_from_name("LBQ3") == LB_TYPE_LBQ3);
+    CHECK(lb_type_row_bytes(LB_TYPE_LBQ2, 512) == 2 * sizeof(lb_block_lbq2));
+    CHECK(lb_type_row_bytes(LB_TYPE_LBQ3, 256) == sizeof(lb_block_lbq3));
+    CHECK(lb_type_row_bytes(LB_TYPE_LBQ2, 300) == 0); /* not a whole block */
+    CHECK(lb_type_row_bytes(LB_TYPE_A8_H, 256) == sizeof(lb_block_a8_K));
+    const lb_quant_traits *t2 = lb_quant_ref(LB_TYPE_LBQ2), *t3 = lb_quant_ref(LB_TYPE_LBQ3);
+    CHECK(t2 && t2->act_type == LB_TYPE_A8_H && t2->vec_dot && t2->dequant);
+    CHECK(t3 && t3->act_type == LB_TYPE_A8_H && t3->vec_dot && t3->dequant);
+    CHECK(lb_quantize_supported(LB_TYPE_LBQ2) && lb_quantize_supported(LB_TYPE_LBQ3));
+    /* an id next to ours that names nothing stays unknown, so such files are refused */
+    CHECK(lb_type_layout_of(102) == NULL);
+}
+
+static void test_rotation(void)
+{
+    float x[256], y[256];
+    double n0 = 0, n1 = 0, maxd = 0;
+    for (int i = 0; i < 256; i++) {
+        x[i] = y[i] = rng_gauss();
+        n0 += (double)x[i] * x[i];
+    }
+    lb__lbq_rotate(y);
+    for (int i = 0; i < 256; i++)
+        n1 += (double)y[i] * y[i];
+    CHECKF(fabs(n1 / n0 - 1) < 1e-5, "norm ratio %g", n1 / n0);
+    lb__lbq_unrotate(y);
+    for (int i = 0; i < 256; i++)
+        maxd = fmax(maxd, fabs((double)y[i] - x[i]));
+    CHECKF(maxd < 1e-5, "round trip off by %g", maxd);
+    /* incoherence: a single spike spreads evenly over the block */
+    memset(y, 0, sizeof y);
+    y[37] = 16.0f;
+    lb__lbq_rotate(y);
+    int even = 1, neg = 0;
+    for (int i = 0; i < 256; i++) {
+        even &= fabsf(y[i]) == 1.0f;
+        neg += y[i] < 0;
+    }
+    CHECK(even);
+    CHECKF(neg > 64 && neg < 192, "%d negative", neg);
+}
+
+/* Random but valid blocks: any bit pattern is a valid quant; d finite and small. */
+static void random_blocks(uint8_t *w, int nb, size_t bsize)
+{
+    for (size_t i = 0; i < (size_t)nb * bsize; i++)
+        w[i] = (uint8_t)rng_u64();
+    for (int b = 0; b < nb; b++) {
+        lb_f16 d = lb_f32_to_f16((rng_unit() + 0.01f) * 0.01f);
+        memcpy(w + (size_t)b * bsize, &d, sizeof d);
+    }
+}
+
+static void make_acts(float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = rng_gauss() * (i % 97 == 0 ? 20.0f : 1.0f);
+    if (n >= 512)
+        memset(x + 256, 0, 256 * sizeof *x); /* an all-zero block */
+}
+
+/* The reference dot equals the dot of the rotated dequantized weights with
+ * the dequantized activations (up to float rounding): the integer path and
+ * the unpacking agree with dequantization. */
+static void test_dot_vs_dequant(void)
+{
+    static float x[MAX_BLOCKS * 256], w[MAX_BLOCKS * 256], xa[MAX_BLOCKS * 256];
+    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq3)];
+    static lb_block_a8_K a[MAX_BLOCKS];
+    const uint32_t types[2] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3};
+    for (int ti = 0; ti < 2; ti++) {
+        const lb_quant_traits *t = lb_quant_ref(types[ti]), *ta = lb_quant_ref(LB_TYPE_A8_H);
+        for (int bi = 0; bi < N_BLOCKS; bi++) {
+            int n = blocks[bi] * 256;
+            make_acts(x, n);
+            for (int i = 0; i < n; i++)
+                w[i] = rng_gauss();
+            lb_quantize_row(types[ti], w, wq, n, NULL);
+            ta->quantize(x, a, n);
+            t->dequant(wq, w, n);
+            ta->dequant(a, xa, n);
+            double ref = 0, mag = 0;
+            for (int b = 0; b < n / 256; b++) {
+                lb__lbq_rotate(w + 256 * b);
+                for (int i = 256 * b; i < 256 * b + 256; i++) {
+                    ref += (double)w[i] * xa[i];
+                    mag += fabs((double)w[i] * xa[i]);
+                }
+            }
+            float s = 0;
+            t->vec_dot(n, &s, wq, a);
+            CHECKF(fabs(s - ref) <= 1e-4 * mag + 1e-6, "type %u n=%d: dot %g, dequantized %g", types[ti], n, s, ref);
+        }
+    }
+}
+
+static void test_simd_bitexact(void)
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    const lb_kernel_set *ks = lb_kernels_scalar();
+    static float x[MAX_BLOCKS * 256];
+    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq3)];
+    static lb_block_a8_K a0[MAX_BLOCKS], a1[MAX_BLOCKS];
+    if (!ns)
+        printf("  (no SIMD kernel set: skipped)\n");
+    for (int si = 0; si < ns; si++) {
+        const lb_kernel_set *kv = sets[si];
+        int bad_q = 0, bad_d = 0;
+        for (int rep = 0; rep < 3; rep++)
+            for (int bi = 0; bi < N_BLOCKS; bi++) {
+                int nb = blocks[bi], n = nb * 256;
+                make_acts(x, n);
+                memset(a0, 0x55, sizeof a0);
+                memset(a1, 0xAA, sizeof a1);
+                ks->quantize[LB_TYPE_A8_H](x, a0, n);
+                kv->quantize[LB_TYPE_A8_H](x, a1, n);
+                bad_q += memcmp(a0, a1, (size_t)nb * sizeof *a0) != 0;
+                const uint32_t types[2] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3};
+                for (int ti = 0; ti < 2; ti++) {
+                    size_t bs = ti ? sizeof(lb_block_lbq3) : sizeof(lb_block_lbq2);
+                    random_blocks(wq, nb, bs);
+                    float s0 = -1, s1 = -2;
+                    ks->vec_dot[types[ti]](n, &s0, wq, a0);
+                    kv->vec_dot[types[ti]](n, &s1, wq, a0);
+                    if (memcmp(&s0, &s1, sizeof s0)) {
+                        bad_d++;
+                        fprintf(stderr, "  %s type %u n=%d: %.9g vs %.9g\n", kv->isa, types[ti], n, s0, s1);
+                    }
+                }
+            }
+        CHECKF(bad_q == 0, "%s: %d A8_H blocks differ", kv->isa, bad_q);
+        CHECKF(bad_d == 0, "%s: %d dot products differ", kv->isa, bad_d);
+    }
+}
+
+/* rel RMS error of the quality quantizer on heavy-tailed rows */
+static double rel_err(uint32_t type, const float *x, int n, const float *imp, double *werr)
+{
+    static uint8_t q[4096 * 2];
+    static float y[4096];
+    lb_quantize_row(type, x, q, n, imp);
+    lb_quant_ref(type)->dequant(q, y, n);
+    double e = 0, s = 0, we = 0;
+    for (int i = 0; i < n; i++) {
+        e += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        s += (double)x[i] * x[i];
+        we += (imp ? imp[i] : 1.0) * ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    }
+    if (werr)
+        *werr = we;
+    return sqrt(e / s);
+}
+
+static void test_quality(void)
+{
+    enum { N = 4096 };
+    static float x[N], imp[N];
+    for (int i = 0; i < N; i++) {
+        float g = rng_gauss();
+        x[i] = (i % 61 == 0) ? 8.0f * g : g; /* outliers, as real weight rows have */
+    }
+    double e2 = rel_err(LB_TYPE_LBQ2, x, N, NULL, NULL), e3 = rel_err(LB_TYPE_LBQ3, x, N, NULL, NULL);
+    double k2 = rel_err(LB_TYPE_Q2_K, x, N, NULL, NULL), k3 = rel_err(LB_TYPE_Q3_K, x, N, NULL, NULL);
+    printf("  rel RMS: lbq2 %.4f (2.19 bpw), q2_K %.4f (2.63), lbq3 %.4f (3.19), q3_K %.4f (3.44)\n", e2, k2, e3, k3);
+    /* a 4-level grid on Gaussianized data cannot beat ~0.34; the outliers must not make it worse */
+    CHECKF(e2 < 0.36, "lbq2 %.4f", e2);
+    CHECKF(e3 < 0.20 && e3 < 0.6 * e2, "lbq3 %.4f", e3);
+    /* the rotation buys what the outliers cost Q2_K: fewer bits, about the same error */
+    CHECKF(e2 < 1.1 * k2, "lbq2 %.4f vs q2_K %.4f", e2, k2);
+    /* importance: a few columns dominate; error feedback must lower the weighted error */
+    for (int i = 0; i < N; i++)
+        imp[i] = (i % 16 == 3) ? 50.0f : 0.5f + rng_unit();
+    double w_plain, w_imp;
+    rel_err(LB_TYPE_LBQ2, x, N, NULL, &w_plain);
+    rel_err(LB_TYPE_LBQ2, x, N, imp, &w_imp);
+    /* plain rounding's weighted error, measured with the same weights */
+    static uint8_t q[N];
+    static float y[N];
+    lb_quantize_row(LB_TYPE_LBQ2, x, q, N, NULL);
+    lb_quant_ref(LB_TYPE_LBQ2)->dequant(q, y, N);
+    w_plain = 0;
+    for (int i = 0; i < N; i++)
+        w_plain += imp[i] * ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    printf("  weighted error: plain %.2f, with importance %.2f\n", w_plain, w_imp);
+    CHECKF(w_imp < 0.8 * w_plain, "importance-weighted %.3f vs plain %.3f", w_imp, w_plain);
+    /* all-zero rows stay zero */
+    memset(x, 0, 512 * sizeof *x);
+    lb_quantize_row(LB_TYPE_LBQ2, x, q, 512, NULL);
+    lb_quant_ref(LB_TYPE_LBQ2)->dequant(q, y, 512);
+    int zero = 1;
+    for (int i = 0; i < 512; i++)
+        zero &= y[i] == 0.0f;
+    CHECK(zero);
+}
+
+int main(void)
+{
+    RUN(test_type_table);
+    RUN(test_rotation);
+    RUN(test_dot_vs_dequant);
+    RUN(test_simd_bitexact);
+    RUN(test_quality);
+    return check_done();
+}

@@ -1,0 +1,155 @@
+/* Tests of the --bpw mixer (quant/mix.c) on a small synthetic F32 GGUF: the
+ * written file meets the budget and its prediction, more budget buys more
+ * precise types, a measured sensitivity moves bits to the sensitive tensor,
+ * and an unreachable budget is refused with a message. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "format/gguf.h"
+#include "quant/mix.h"
+#include "quant/quantizer.h"
+
+static uint64_t rng_state = 0x13198A2E03707344ull;
+static float rng_gauss(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    float u1 = (float)(z >> 40) / (float)(1u << 24) + 1e-7f, u2 = (float)(z & 0xFFFFFF) / (float)(1u << 24);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+static char path_in[256], path_out[256];
+
+/* Four weights of 512 x 64 with the same statistics, and a norm. */
+static const char *names[4] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight",
+                               "blk.0.ffn_down.weight"};
+
+static int make_model(void)
+{
+    lb_gguf_writer *w = lb_gguf_writer_new();
+    static float data[4][64 * 512]; /* [4][64 rows][512] */
+    static float norm[512];
+    if (!w)
+        return 1;
+    lb_gguf_writer_set_str(w, "general.architecture", "llama");
+    for (int t = 0; t < 4; t++) {
+        for (int i = 0; i < 64 * 512; i++)
+            data[t][i] = rng_gauss() * 0.02f * (i % 53 == 0 ? 6.0f : 1.0f);
+        int64_t ne[2] = {512, 64};
+        lb_gguf_writer_add_tensor(w, names[t], LB_TYPE_F32, 2, ne, data[t]);
+    }
+    for (int i = 0; i < 512; i++)
+        norm[i] = 1.0f;
+    int64_t ne1[1] = {512};
+    lb_gguf_writer_add_tensor(w, "blk.0.attn_norm.weight", LB_TYPE_F32, 1, ne1, norm);
+    lb_err err = {0};
+    lb_status st = lb_gguf_writer_write(w, path_in, &err);
+    lb_gguf_writer_free(w);
+    return st != LB_OK;
+}
+
+static uint32_t type_of(const lb_mix_plan *p, const char *name)
+{
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->choices[i].name, name))
+            return p->choices[i].type;
+    return UINT32_MAX;
+}
+
+static double bits_of(uint32_t t)
+{
+    const lb_type_layout *l = lb_type_layout_of(t);
+    return l ? 8.0 * l->bytes / l->blck : 0;
+}
+
+static void test_budget(void)
+{
+    double prev_bits = 0;
+    const double budgets[3] = {3.0, 4.2, 6.0};
+    for (int b = 0; b < 3; b++) {
+        lb_mix_plan plan;
+        lb_err err = {0};
+        lb_status st = lb_mix_plan_bpw(path_in, budgets[b], NULL, 1, NULL, &plan, &err);
+        CHECKF(st == LB_OK, "bpw %.1f: %s", budgets[b], err.msg);
+        if (st)
+            continue;
+        CHECK(plan.n == 4);
+        lb_quantize_params qp = lb_quantize_default_params();
+        qp.type = "q4_K";
+        qp.n_threads = 1;
+        qp.overrides = plan.ovr;
+        qp.n_overrides = plan.n;
+        lb_quantize_report rep;
+        st = lb_quantize_file(path_in, path_out, &qp, &rep, &err);
+        CHECKF(st == LB_OK, "%s", err.msg);
+        if (!st) {
+            CHECKF(rep.bpw <= budgets[b], "budget %.2f, file %.4f", budgets[b], rep.bpw);
+            CHECKF(fabs(rep.bpw - plan.predicted_bpw) < 0.05, "predicted %.4f, file %.4f", plan.predicted_bpw,
+                   rep.bpw);
+            /* the plan is what got written */
+            int same = 1;
+            for (int i = 0; i < rep.n_tensors; i++)
+                if (type_of(&plan, rep.tensors[i].name) != UINT32_MAX)
+                    same &= type_of(&plan, rep.tensors[i].name) == rep.tensors[i].type;
+            CHECK(same);
+            lb_quantize_report_free(&rep);
+        }
+        double bits = 0;
+        for (int i = 0; i < plan.n; i++)
+            bits += bits_of(plan.choices[i].type);
+        CHECKF(bits >= prev_bits, "budget %.1f: %.3f bits in all, less than %.3f before", budgets[b], bits, prev_bits);
+        prev_bits = bits;
+        lb_mix_plan_free(&plan);
+    }
+}
+
+static double sens_k_high(void *user, const char *name)
+{
+    (void)user;
+    return strstr(name, "attn_k") ? 1.0 : 0.001;
+}
+
+static void test_sensitivity(void)
+{
+    lb_mix_plan plan;
+    lb_err err = {0};
+    lb_mix_sensitivity s = {sens_k_high, NULL};
+    lb_status st = lb_mix_plan_bpw(path_in, 3.5, NULL, 1, &s, &plan, &err);
+    CHECKF(st == LB_OK, "%s", err.msg);
+    if (st)
+        return;
+    double bk = bits_of(type_of(&plan, "blk.0.attn_k.weight")), bq = bits_of(type_of(&plan, "blk.0.attn_q.weight"));
+    CHECKF(bk > bq, "attn_k %.2f bits, attn_q %.2f bits", bk, bq);
+    lb_mix_plan_free(&plan);
+}
+
+static void test_too_small(void)
+{
+    lb_mix_plan plan;
+    lb_err err = {0};
+    lb_status st = lb_mix_plan_bpw(path_in, 1.0, NULL, 1, NULL, &plan, &err);
+    CHECK(st == LB_ERR_INVALID_ARG && plan.n == 0);
+    CHECKF(strstr(err.msg, "smallest reachable") != NULL, "%s", err.msg);
+    st = lb_mix_plan_bpw(path_in, -2, NULL, 1, NULL, &plan, &err);
+    CHECK(st == LB_ERR_INVALID_ARG);
+}
+
+int main(void)
+{
+    snprintf(path_in, sizeof path_in, "/tmp/lb_test_mix_%d.gguf", (int)getpid());
+    snprintf(path_out, sizeof path_out, "/tmp/lb_test_mix_%d_out.gguf", (int)getpid());
+    CHECK(make_model() == 0);
+    RUN(test_budget);
+    RUN(test_sensitivity);
+    RUN(test_too_small);
+    remove(path_in);
+    remove(path_out);
+    return check_done();
+}
