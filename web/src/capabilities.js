@@ -1,0 +1,120 @@
+// Capability detection and the build fallback chain: what this browser can run, and which wasm build to try first.
+
+// The smallest module that uses a SIMD128 instruction: (func (result v128) i32.const 0 i8x16.splat).
+// WebAssembly.validate() on it answers "is SIMD128 supported" without compiling anything big.
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+  0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b, // code: no locals; i32.const 0; i8x16.splat; end
+]);
+
+// A shared memory needs the threads proposal; validate a module that declares one.
+const THREADS_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x05, 0x04, 0x01, 0x03, 0x01, 0x01, // memory section: shared, min 1, max 1
+]);
+
+function validate(bytes) {
+  try {
+    return typeof WebAssembly === 'object' && WebAssembly.validate(bytes);
+  } catch {
+    return false;
+  }
+}
+
+/** Which engine family runs this page; 'mobile' wins over the engine when the UA or touch/size says so. */
+export function browserFamily(nav = globalThis.navigator) {
+  const ua = (nav && nav.userAgent) || '';
+  const mobile = /Android|iPhone|iPad|Mobile/i.test(ua) || (nav && nav.userAgentData && nav.userAgentData.mobile === true);
+  let engine = 'unknown';
+  if (/Firefox\//.test(ua)) engine = 'firefox';
+  else if (/Chrom(e|ium)\//.test(ua) || /Edg\//.test(ua)) engine = 'chromium';
+  else if (/AppleWebKit\//.test(ua)) engine = 'webkit';
+  return { engine, mobile: !!mobile, userAgent: ua };
+}
+
+/**
+ * Everything lowbit adapts to.  Never throws: a probe that fails reports false/null with the reason.
+ * @returns {Promise<import('./index').Capabilities>}
+ */
+export async function detectCapabilities() {
+  const nav = globalThis.navigator || {};
+  const caps = {
+    ...browserFamily(nav),
+    wasm: typeof WebAssembly === 'object',
+    simd: validate(SIMD_PROBE),
+    threads: false,
+    threadsReason: '',
+    crossOriginIsolated: !!globalThis.crossOriginIsolated,
+    sharedArrayBuffer: typeof SharedArrayBuffer === 'function',
+    hardwareConcurrency: nav.hardwareConcurrency || 1,
+    deviceMemoryGiB: typeof nav.deviceMemory === 'number' ? nav.deviceMemory : null,
+    storage: { estimate: null, persisted: null, opfs: false, cacheApi: typeof caches === 'object' },
+    webgpu: { available: false, reason: '', adapter: null },
+  };
+  if (!caps.sharedArrayBuffer) caps.threadsReason = 'SharedArrayBuffer is missing (the page is not cross-origin isolated, or the browser disables it)';
+  else if (!caps.crossOriginIsolated) caps.threadsReason = 'the page is not cross-origin isolated (serve it with COOP: same-origin and COEP: require-corp)';
+  else if (!validate(THREADS_PROBE)) caps.threadsReason = 'this WebAssembly engine rejects shared memory';
+  else caps.threads = true;
+
+  try {
+    if (nav.storage && nav.storage.estimate) {
+      const e = await nav.storage.estimate();
+      caps.storage.estimate = { usage: e.usage ?? null, quota: e.quota ?? null };
+    }
+    if (nav.storage && nav.storage.persisted) caps.storage.persisted = await nav.storage.persisted();
+    caps.storage.opfs = !!(nav.storage && nav.storage.getDirectory);
+  } catch (err) {
+    caps.storage.error = String(err && err.message || err);
+  }
+
+  if (nav.gpu && nav.gpu.requestAdapter) {
+    try {
+      const adapter = await nav.gpu.requestAdapter();
+      if (adapter) {
+        const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
+        const limits = {};
+        for (const k of ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize',
+          'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX']) limits[k] = adapter.limits[k];
+        caps.webgpu = {
+          available: true, reason: '',
+          adapter: { vendor: info.vendor || '', architecture: info.architecture || '', description: info.description || '',
+            features: [...adapter.features].sort(), limits },
+        };
+      } else caps.webgpu.reason = 'navigator.gpu.requestAdapter() returned null';
+    } catch (err) {
+      caps.webgpu.reason = `requestAdapter failed: ${err && err.message || err}`;
+    }
+  } else caps.webgpu.reason = 'navigator.gpu is missing';
+  return caps;
+}
+
+/**
+ * The builds to try, best first, each with the reason it is (or is not) in the list.
+ * backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' (forcing a build skips the ones above it).
+ * WebGPU is not a build yet (the next issue); 'auto' notes why it was passed over.
+ */
+export function buildChain(caps, backend = 'auto') {
+  const steps = [];
+  const chain = [];
+  const order = { auto: 0, webgpu: 0, 'wasm-mt': 0, 'wasm-simd': 1, wasm: 2 };
+  if (!(backend in order)) throw new Error(`unknown backend '${backend}' (use auto, wasm-mt, wasm-simd or wasm)`);
+  const start = order[backend];
+  if (backend === 'auto' || backend === 'webgpu') {
+    steps.push({ build: 'webgpu', taken: false, reason: caps.webgpu.available
+      ? 'a WebGPU adapter is present, but the WebGPU backend is not part of this release'
+      : `no WebGPU: ${caps.webgpu.reason}` });
+  }
+  const want = (i, build, ok, why) => {
+    if (i < start) return;
+    steps.push({ build, taken: ok && chain.length === 0, candidate: ok, reason: why });
+    if (ok) chain.push(build);
+  };
+  want(0, 'simd-mt', caps.simd && caps.threads,
+    !caps.simd ? 'no WebAssembly SIMD128' : !caps.threads ? `no threads: ${caps.threadsReason}` : 'SIMD128 and threads available');
+  want(1, 'simd', caps.simd, caps.simd ? 'SIMD128 available, single thread' : 'no WebAssembly SIMD128');
+  want(2, 'nosimd', caps.wasm, caps.wasm ? 'plain WebAssembly, the last resort' : 'no WebAssembly at all');
+  if (chain.length === 0) throw new Error('this browser cannot run lowbit: ' + steps.map((s) => `${s.build}: ${s.reason}`).join('; '));
+  return { chain, steps };
+}
