@@ -30,6 +30,10 @@
 #endif
 
 #define MAX_THREADS 512
+#define DOOR_STATIC ((uint64_t)1 << 31)
+#define DOOR_CLOSED ((uint64_t)1 << 30)
+#define DOOR_ACTIVE (DOOR_CLOSED - 1)
+#define DOOR_GEN(d) ((unsigned)((d) >> 32))
 #define DEFAULT_SPIN_US 100
 /* Polls between two reads of the clock while a worker spins, and pause
  * instructions the caller spends before it starts yielding its CPU to a
@@ -49,6 +53,11 @@ struct lb_pool {
     alignas(64) atomic_uint gen;   /* bumped by every run, and once by lb_pool_free */
     alignas(64) atomic_int pending;   /* workers that have not finished the current run */
     alignas(64) atomic_int sleepers;  /* workers blocked, or about to block, on cv */
+    /* Who may still join the current run: the run's generation in the high
+     * 32 bits, then DOOR_STATIC (every worker must run it: lb_pool_run),
+     * DOOR_CLOSED (a claimed run whose caller has finished its own call:
+     * late workers skip it) and the count of workers inside it. */
+    alignas(64) _Atomic uint64_t door;
     atomic_flag busy;                 /* set while a run is in progress */
     atomic_bool stop;
     atomic_int spin_us;
@@ -122,8 +131,21 @@ static void *worker_main(void *arg)
         seen = wait_next(p, seen);
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             break;
-        p->fn(p->ctx, w->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        uint64_t d = atomic_load(&p->door);
+        if (DOOR_GEN(d) == seen && (d & DOOR_STATIC)) {
+            p->fn(p->ctx, w->ith, p->n);
+            atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+            continue;
+        }
+        /* A claimed run: join it unless it is over or already closed (the
+         * caller did the work; a newer run shows as another generation). */
+        while (DOOR_GEN(d) == seen && !(d & DOOR_CLOSED)) {
+            if (atomic_compare_exchange_weak(&p->door, &d, d + 1)) {
+                p->fn(p->ctx, w->ith, p->n);
+                atomic_fetch_sub_explicit(&p->door, 1, memory_order_release);
+                break;
+            }
+        }
     }
     return NULL;
 }
@@ -163,6 +185,7 @@ lb_pool *lb_pool_new(int n_threads)
     atomic_init(&p->gen, 0);
     atomic_init(&p->pending, 0);
     atomic_init(&p->sleepers, 0);
+    atomic_init(&p->door, 0);
     atomic_flag_clear(&p->busy);
     atomic_init(&p->stop, false);
     atomic_init(&p->spin_us, DEFAULT_SPIN_US);
@@ -227,7 +250,10 @@ void lb_pool_run(lb_pool *p, lb_pool_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    bump_and_wake(p, false);   /* its seq_cst increment publishes fn, ctx and pending */
+    /* Only the caller of a run bumps gen (busy is held), so the next value is known. */
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store(&p->door, ((uint64_t)g << 32) | DOOR_STATIC);
+    bump_and_wake(p, false);   /* its seq_cst increment publishes fn, ctx, door and pending */
 
     fn(ctx, 0, p->n);
 
@@ -236,6 +262,34 @@ void lb_pool_run(lb_pool *p, lb_pool_fn fn, void *ctx)
             cpu_relax();
         else
             sched_yield();
+    }
+    atomic_flag_clear_explicit(&p->busy, memory_order_release);
+}
+
+void lb_pool_run_claimed(lb_pool *p, lb_pool_fn fn, void *ctx)
+{
+    if (!p || p->n == 1 || atomic_flag_test_and_set_explicit(&p->busy, memory_order_acquire)) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store(&p->door, (uint64_t)g << 32);
+    bump_and_wake(p, false);
+
+    fn(ctx, 0, p->n);
+
+    /* All work is claimed once our call returns: workers that have not
+     * joined yet (descheduled, asleep) are shut out instead of waited for,
+     * and only those inside finishing their last item are waited for. */
+    uint64_t d = atomic_fetch_or(&p->door, DOOR_CLOSED) | DOOR_CLOSED;
+    for (unsigned i = 0; (d & DOOR_ACTIVE) != 0; i++) {
+        if (i < CALLER_SPINS_BEFORE_YIELD)
+            cpu_relax();
+        else
+            sched_yield();
+        d = atomic_load_explicit(&p->door, memory_order_acquire);
     }
     atomic_flag_clear_explicit(&p->busy, memory_order_release);
 }

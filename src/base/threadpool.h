@@ -44,6 +44,15 @@ int lb_pool_size(const lb_pool *p);
  * must split its work by (ith, nth) and not assume the pool's size. */
 void lb_pool_run(lb_pool *p, lb_pool_fn fn, void *ctx);
 
+/* Like lb_pool_run for an fn that takes its work items from a shared
+ * counter until none are left (so any thread may do any item, and the
+ * caller's own call does whatever nobody else took).  The run returns once
+ * the caller's call has returned and the workers that joined have finished;
+ * workers that had not joined by then skip it.  On a shared machine this
+ * spares waiting a time slice for a descheduled worker that would only find
+ * the work done.  Not every thread necessarily calls fn. */
+void lb_pool_run_claimed(lb_pool *p, lb_pool_fn fn, void *ctx);
+
 /* How long an idle worker polls for the next run before sleeping on a
  * condition variable (default 100 µs; 0 = sleep at once).  Polling makes
  * back-to-back runs cheap; sleeping keeps an idle pool off the CPU. */

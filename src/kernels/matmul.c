@@ -5,6 +5,7 @@
 #include "matmul.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "kernels.h"
 
@@ -13,58 +14,80 @@
  * loop overhead. */
 #define TILE_ROWS 16
 
+/* Below this many activation elements the conversion runs on the calling
+ * thread: it takes microseconds, less than waking the pool and waiting for
+ * it, which on a shared machine can cost a whole time slice. */
+#define QUANTIZE_INLINE_MAX 16384
+
 typedef struct job {
-    const lb_matw *w;
-    const float *x;
-    float *y;
-    int64_t n;
+    const lb_matw *w;     /* [nw] weights sharing cols and activation type */
+    float *const *y;      /* [nw] their outputs, y[i]: [n][w[i].rows] */
+    int nw;
+    int64_t tiles[LB_MATMUL_MAX_FUSED];   /* tiles of each weight */
+    const float *x;       /* [n][cols] */
+    int64_t n, cols;
     void *act;            /* [n][act_row] activation rows in act_type */
     size_t act_row;
     lb_quant_fn quantize;
-    lb_vec_dot_fn dot;
-    lb_vec_dot4_fn dot4;  /* NULL when the type has none */
-    /* Next unclaimed row.  Tiles are claimed, not pre-assigned: on a shared
-     * or oversubscribed machine a descheduled thread would otherwise hold
-     * its whole band back while the others sit idle at the barrier.  Each
-     * row's result depends only on that row, so who computes it never
-     * changes the output. */
-    atomic_int_fast64_t next_row;
+    /* Next unclaimed tile, over the weights one after another.  Tiles are
+     * claimed, not pre-assigned: on a shared or oversubscribed machine a
+     * descheduled thread would otherwise hold its whole band back while the
+     * others sit idle at the barrier.  Each row's result depends only on
+     * that row, so who computes it never changes the output. */
+    atomic_int_fast64_t next_tile;
+    atomic_int_fast64_t next_act;   /* next activation row to convert */
 } job;
 
 static void quantize_rows(void *ctx, int ith, int nth)
 {
     job *j = ctx;
-    int64_t b, e;
-    lb_split(j->n, ith, nth, &b, &e);
-    for (int64_t t = b; t < e; t++)
-        j->quantize(j->x + t * j->w->cols, (char *)j->act + (size_t)t * j->act_row, j->w->cols);
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t t = atomic_fetch_add_explicit(&j->next_act, 1, memory_order_relaxed);
+        if (t >= j->n)
+            break;
+        j->quantize(j->x + t * j->cols, (char *)j->act + (size_t)t * j->act_row, j->cols);
+    }
+}
+
+static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_set *k, int64_t r0, int64_t r1)
+{
+    lb_vec_dot_fn dot = k->vec_dot[w->type];
+    lb_vec_dot4_fn dot4 = k->vec_dot4[w->type];
+    int64_t t = 0;
+    /* Four activation rows at a time share each weight block's unpacking (same bits as dot). */
+    for (; dot4 && t + 4 <= j->n; t += 4) {
+        const void *a = (const char *)j->act + (size_t)t * j->act_row;
+        float *yt = y + t * w->rows;
+        for (int64_t r = r0; r < r1; r++)
+            dot4(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
+    }
+    for (; t < j->n; t++) {
+        const void *a = (const char *)j->act + (size_t)t * j->act_row;
+        float *yt = y + t * w->rows;
+        for (int64_t r = r0; r < r1; r++)
+            dot(w->cols, &yt[r], (const char *)w->data + (size_t)r * w->row_bytes, a);
+    }
 }
 
 static void dot_rows(void *ctx, int ith, int nth)
 {
     job *j = ctx;
-    const lb_matw *w = j->w;
+    const lb_kernel_set *k = lb_kernels();
     (void)ith;
     (void)nth;
     for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&j->next_row, TILE_ROWS, memory_order_relaxed);
-        if (r0 >= w->rows)
+        int64_t tile = atomic_fetch_add_explicit(&j->next_tile, 1, memory_order_relaxed);
+        int i = 0;
+        while (i < j->nw && tile >= j->tiles[i])
+            tile -= j->tiles[i++];
+        if (i == j->nw)
             break;
+        const lb_matw *w = &j->w[i];
+        int64_t r0 = tile * TILE_ROWS;
         int64_t r1 = r0 + TILE_ROWS < w->rows ? r0 + TILE_ROWS : w->rows;
-        int64_t t = 0;
-        /* Four activation rows at a time share each weight block's unpacking (same bits as dot). */
-        for (; j->dot4 && t + 4 <= j->n; t += 4) {
-            const void *a = (const char *)j->act + (size_t)t * j->act_row;
-            float *yt = j->y + t * w->rows;
-            for (int64_t r = r0; r < r1; r++)
-                j->dot4(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
-        }
-        for (; t < j->n; t++) {
-            const void *a = (const char *)j->act + (size_t)t * j->act_row;
-            float *yt = j->y + t * w->rows;
-            for (int64_t r = r0; r < r1; r++)
-                j->dot(w->cols, &yt[r], (const char *)w->data + (size_t)r * w->row_bytes, a);
-        }
+        dot_tile(j, w, j->y[i], k, r0, r1);
     }
 }
 
@@ -89,22 +112,46 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
     return lb_type_row_bytes(q->act_type, cols) * (size_t)n;
 }
 
-void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)
+static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y, void *scratch)
 {
-    if (g_observer)
-        g_observer(g_observer_user, w->data, w->rows, w->cols, x, n);
     const lb_kernel_set *k = lb_kernels();
-    const lb_quant_traits *q = lb_quant_ref(w->type);
-    job j = {w, x, y, n, (void *)(uintptr_t)x, w->cols * sizeof(float), NULL, k->vec_dot[w->type], k->vec_dot4[w->type], 0};
-    atomic_init(&j.next_row, 0);
+    const lb_quant_traits *q = lb_quant_ref(w[0].type);
+    job j = {w, y, nw, {0}, x, n, w[0].cols, (void *)(uintptr_t)x, (size_t)w[0].cols * sizeof(float), NULL, 0, 0};
+    atomic_init(&j.next_tile, 0);
+    atomic_init(&j.next_act, 0);
+    for (int i = 0; i < nw; i++) {
+        if (g_observer)
+            g_observer(g_observer_user, w[i].data, w[i].rows, w[i].cols, x, n);
+        j.tiles[i] = (w[i].rows + TILE_ROWS - 1) / TILE_ROWS;
+    }
     if (q->act_type != LB_TYPE_F32) {
         j.act = scratch;
-        j.act_row = lb_type_row_bytes(q->act_type, w->cols);
+        j.act_row = lb_type_row_bytes(q->act_type, w[0].cols);
         j.quantize = k->quantize[q->act_type];
-        if (n == 1)
+        if (n * w[0].cols <= QUANTIZE_INLINE_MAX)
             quantize_rows(&j, 0, 1);
         else
-            lb_pool_run(pool, quantize_rows, &j);
+            lb_pool_run_claimed(pool, quantize_rows, &j);
     }
-    lb_pool_run(pool, dot_rows, &j);
+    lb_pool_run_claimed(pool, dot_rows, &j);
+}
+
+void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)
+{
+    run(pool, w, 1, x, n, &y, scratch);
+}
+
+void lb_matmul_fused(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
+                     void *scratch)
+{
+    const lb_quant_traits *q0 = lb_quant_ref(w[0].type);
+    bool same = nw <= LB_MATMUL_MAX_FUSED;
+    for (int i = 1; same && i < nw; i++)
+        same = w[i].cols == w[0].cols && lb_quant_ref(w[i].type)->act_type == q0->act_type;
+    if (same) {
+        run(pool, w, nw, x, n, y, scratch);
+        return;
+    }
+    for (int i = 0; i < nw; i++)
+        run(pool, &w[i], 1, x, n, &y[i], scratch);
 }

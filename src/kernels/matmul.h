@@ -25,6 +25,16 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n);
  * scratch: lb_matmul_scratch bytes, 32-byte aligned. */
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch);
 
+/* The products of nw weights with the same input: y[i] = x · w[i]^T, each
+ * exactly what lb_matmul gives.  When the weights share their column count
+ * and activation format (Q, K and V; gate and up), x is converted once and
+ * one pool run covers all of them, which saves the barriers that dominate a
+ * decode step on a busy machine; otherwise they run one after another.
+ * nw <= LB_MATMUL_MAX_FUSED; scratch: lb_matmul_scratch of any of them. */
+#define LB_MATMUL_MAX_FUSED 4
+void lb_matmul_fused(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
+                     void *scratch);
+
 /* A tool hook that sees the float activations of every product: `lowbit
  * imatrix` uses it to gather per-column statistics of each weight's inputs.
  * It is called once per lb_matmul, on the calling thread, before the

@@ -5,6 +5,7 @@
 #include "forward.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,16 @@ static void matmul(lb_pool *pool, const lb_weight *w, const float *x, int n, flo
     lb_matmul(pool, &mw, x, n, y, act);
 }
 
+/* Products of several weights with the same input x (Q, K, V; gate, up). */
+static void matmul_fused(lb_pool *pool, const lb_weight *const *w, int nw, const float *x, int n, float *const *y,
+                         void *act)
+{
+    lb_matw mw[LB_MATMUL_MAX_FUSED];   /* [nw] */
+    for (int i = 0; i < nw; i++)
+        mw[i] = (lb_matw){w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, w[i]->row_bytes};
+    lb_matmul_fused(pool, mw, nw, x, n, y, act);
+}
+
 static void add_bias(float *y, const lb_vec *b, int n, int64_t width)
 {
     if (!b->data)
@@ -133,6 +144,7 @@ typedef struct tok_job {
     const lb_layer *L;
     int n;
     int which;   /* 0: attention norm, 1: RoPE, 2: ffn norm, 3: swiglu, 4: final norm */
+    atomic_int next;   /* the next token to take: claimed, so a late thread never holds the step back */
 } tok_job;
 
 static void per_token(void *ctx, int ith, int nth)
@@ -142,9 +154,9 @@ static void per_token(void *ctx, int ith, int nth)
     const lb_hparams *hp = &j->m->hp;
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
                   KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
-    int64_t b, e;
-    lb_split(j->n, ith, nth, &b, &e);
-    for (int64_t t = b; t < e; t++) {
+    (void)ith;
+    (void)nth;
+    for (int64_t t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
         switch (j->which) {
         case 0: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->L->attn_norm.data, E, hp->norm_eps); break;
         case 1:
@@ -163,13 +175,19 @@ static void per_token(void *ctx, int ith, int nth)
     }
 }
 
+/* Rows up to which the per-token work stays on the calling thread: a decode
+ * step's few rows of norms and SwiGLU take microseconds, less than a pool
+ * barrier, which on a shared machine can cost a whole time slice. */
+#define PER_TOKEN_INLINE_MAX 8
+
 static void run_tokens(lb_pool *pool, tok_job *j, int which)
 {
     j->which = which;
-    if (j->n == 1)
+    atomic_store_explicit(&j->next, 0, memory_order_relaxed);
+    if (j->n <= PER_TOKEN_INLINE_MAX)
         per_token(j, 0, 1);
     else
-        lb_pool_run(pool, per_token, j);
+        lb_pool_run_claimed(pool, per_token, j);
 }
 
 /* Where the rows of a batch come from: one sequence (row t at position
@@ -193,14 +211,18 @@ typedef struct seq_attn_job {
     const float *q;   /* [rows][n_head * head_dim] */
     float *out;       /* [rows][n_head * head_dim] */
     int64_t qw;       /* n_head * head_dim */
+    atomic_int next;  /* the next sequence to take: claimed, so a late thread never holds the step back */
 } seq_attn_job;
 
 static void seq_attend(void *ctx, int ith, int nth)
 {
     seq_attn_job *j = ctx;
-    int64_t b, e;
-    lb_split(j->n, ith, nth, &b, &e);
-    for (int64_t t = b; t < e; t++) {
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (t >= j->n)
+            break;
         const lb_fwd_seq *sq = &j->seq[j->idx[t]];
         sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, j->q + j->row[t] * j->qw, j->out + j->row[t] * j->qw, NULL);
     }
@@ -242,8 +264,9 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         }
         return LB_OK;
     }
-    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->att, Q};
-    lb_pool_run(pool, seq_attend, &j);
+    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->att, Q, 0};
+    atomic_init(&j.next, 0);
+    lb_pool_run_claimed(pool, seq_attend, &j);
     return LB_OK;
 }
 
@@ -286,15 +309,15 @@ static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *p
         }
     }
 
-    tok_job j = {f, m, NULL, n, 0};
+    tok_job j = {f, m, NULL, n, 0, 0};
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     for (int il = 0; il < hp->n_layer; il++) {
         const lb_layer *L = &m->layers[il];
         j.L = L;
         run_tokens(pool, &j, 0);
-        matmul(pool, &L->wq, f->xn, n, f->q, f->act);
-        matmul(pool, &L->wk, f->xn, n, f->k, f->act);
-        matmul(pool, &L->wv, f->xn, n, f->v, f->act);
+        const lb_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {f->q, f->k, f->v};
+        matmul_fused(pool, qkv, 3, f->xn, n, qkv_out, f->act);
         add_bias(f->q, &L->bq, n, Q);
         add_bias(f->k, &L->bk, n, KV);
         add_bias(f->v, &L->bv, n, KV);
@@ -306,8 +329,9 @@ static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *p
         lb_add(f->x, f->proj, (int64_t)n * E);
 
         run_tokens(pool, &j, 2);
-        matmul(pool, &L->w_gate, f->xn, n, f->gate, f->act);
-        matmul(pool, &L->w_up, f->xn, n, f->up, f->act);
+        const lb_weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *const gu_out[2] = {f->gate, f->up};
+        matmul_fused(pool, gu, 2, f->xn, n, gu_out, f->act);
         run_tokens(pool, &j, 3);
         matmul(pool, &L->w_down, f->gate, n, f->proj, f->act);
         lb_add(f->x, f->proj, (int64_t)n * E);

@@ -5,7 +5,10 @@
 
 #include "check.h"
 #include "generate/gen_step.h"
+#include "base/alloc.h"
+#include "base/threadpool.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
 #include "lowbit.h"
 
 static lb_model *g_model;
@@ -410,6 +413,66 @@ static void test_dot4_equals_dot(void)
     printf("# dot4 kernels checked: %d (type, length) pairs\n", checked);
 }
 
+/* lb_matmul_fused gives every weight's product exactly as lb_matmul does
+ * alone: weights of two types sharing the activation format (one pool run),
+ * a third of another format (the fallback), row counts that are not whole
+ * tiles, and batches from one row to more than a decode step's. */
+static void test_fused_matmul_equals_separate(void)
+{
+    const uint32_t types[3] = {LB_TYPE_Q4_K, LB_TYPE_Q6_K, LB_TYPE_Q8_0};
+    const int64_t rows[3] = {40, 24, 8}, cols = 512;
+    uint32_t seed = 777;
+    void *wd[3];   /* [3][rows[i]][row_bytes] random weights with finite f16 scales */
+    lb_matw w[3];
+    for (int i = 0; i < 3; i++) {
+        size_t rb = lb_type_row_bytes(types[i], cols);
+        unsigned char *d = malloc(rb * (size_t)rows[i]);
+        for (size_t b = 0; b < rb * (size_t)rows[i]; b++)
+            d[b] = (unsigned char)((seed = seed * 1664525u + 1013904223u) >> 24);
+        for (size_t b = 1; b < rb * (size_t)rows[i]; b += 2)
+            if ((d[b] & 0x7c) == 0x7c)
+                d[b] &= 0x3f;
+        wd[i] = d;
+        w[i] = (lb_matw){d, types[i], rows[i], cols, rb};
+    }
+    enum { NMAX = 17 };
+    float *x = malloc(NMAX * cols * sizeof *x);   /* [NMAX][cols] */
+    for (int64_t i = 0; i < NMAX * cols; i++)
+        x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    size_t sb = 0;
+    for (int i = 0; i < 3; i++)
+        if (lb_matmul_scratch(types[i], cols, NMAX) > sb)
+            sb = lb_matmul_scratch(types[i], cols, NMAX);
+    void *scratch = lb_aligned_alloc(64, sb + 64);
+    float *sep[3], *fus[3];   /* [3][NMAX][rows[i]] */
+    for (int i = 0; i < 3; i++) {
+        sep[i] = malloc(NMAX * rows[i] * sizeof(float));
+        fus[i] = malloc(NMAX * rows[i] * sizeof(float));
+    }
+    lb_pool *pool = lb_pool_new(2);
+    const int ns[] = {1, 3, 8, NMAX};
+    for (int k = 0; k < 4; k++)
+        for (int nw = 1; nw <= 3; nw++) {
+            int n = ns[k];
+            for (int i = 0; i < nw; i++) {
+                lb_matmul(pool, &w[i], x, n, sep[i], scratch);
+                memset(fus[i], 0xff, (size_t)n * rows[i] * sizeof(float));
+            }
+            lb_matmul_fused(pool, w, nw, x, n, fus, scratch);
+            for (int i = 0; i < nw; i++)
+                CHECKF(memcmp(sep[i], fus[i], (size_t)n * rows[i] * sizeof(float)) == 0,
+                       "n %d, %d weights: weight %d differs", n, nw, i);
+        }
+    lb_pool_free(pool);
+    for (int i = 0; i < 3; i++) {
+        free(wd[i]);
+        free(sep[i]);
+        free(fus[i]);
+    }
+    lb_aligned_free(scratch);
+    free(x);
+}
+
 int main(void)
 {
     lb_model_params mp = lb_model_default_params();
@@ -421,6 +484,7 @@ int main(void)
     lb_model_get_info(g_model, &info);
     g_vocab = info.n_vocab;
     RUN(test_dot4_equals_dot);
+    RUN(test_fused_matmul_equals_separate);
     RUN(test_batched_logits_bit_exact_f16);
     RUN(test_batched_logits_bit_exact_quantized_and_single_thread);
     RUN(test_batched_logits_bit_exact_sliding_window);

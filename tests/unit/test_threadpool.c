@@ -202,6 +202,56 @@ static void who_fn(void *ctx, int ith, int nth)
     j->nth = nth;
 }
 
+/* Claimed runs interleaved with ordinary ones: every item done exactly once,
+ * results visible on return, with workers that sometimes arrive late (a
+ * sleep in some items) and pools of several sizes. */
+typedef struct claim_job {
+    atomic_int next;
+    int n;
+    int slow_every;
+    atomic_int *hits;   /* [n] */
+} claim_job;
+
+static void claim_items(void *ctx, int ith, int nth)
+{
+    claim_job *j = ctx;
+    (void)nth;
+    for (int t; (t = atomic_fetch_add(&j->next, 1)) < j->n;) {
+        if (j->slow_every && ith && t % j->slow_every == 0)
+            sleep_ms(1);
+        atomic_fetch_add(&j->hits[t], 1);
+    }
+}
+
+static void test_claimed_runs(void)
+{
+    enum { N = 37 };
+    atomic_int hits[N];
+    for (int nt = 1; nt <= 4; nt++) {
+        lb_pool *p = lb_pool_new(nt);
+        CHECK(p != NULL);
+        int bad = 0;
+        for (int round = 0; round < 3000; round++) {
+            for (int i = 0; i < N; i++)
+                atomic_init(&hits[i], 0);
+            claim_job j = {0, round % N + 1, round % 500 == 0 ? 5 : 0, hits};
+            atomic_init(&j.next, 0);
+            lb_pool_run_claimed(p, claim_items, &j);
+            for (int i = 0; i < N; i++)
+                bad += atomic_load_explicit(&hits[i], memory_order_relaxed) != (i < j.n ? 1 : 0);
+            if (round % 3 == 0) {   /* an ordinary run in between must still reach every thread */
+                stamp_job s = {0};
+                s.run = round + 1;
+                lb_pool_run(p, stamp_fn, &s);
+                for (int t = 0; t < lb_pool_size(p); t++)
+                    bad += s.stamp[t] != round + 1;
+            }
+        }
+        CHECKF(bad == 0, "%d threads: %d wrong items or sums", nt, bad);
+        lb_pool_free(p);
+    }
+}
+
 static void test_single_thread(void)
 {
     lb_pool *p = lb_pool_new(1);
@@ -403,6 +453,7 @@ int main(void)
     RUN(test_parallel_sum);
     RUN(test_back_to_back);
     RUN(test_sleeping_workers);
+    RUN(test_claimed_runs);
     RUN(test_single_thread);
     RUN(test_nested);
     RUN(test_create_free);
