@@ -22,7 +22,7 @@ static const char *help =
     "  -t, --threads N   threads (default: all CPUs)\n"
     "  --imatrix FILE    importance matrix from `lowbit imatrix`: weighs each column's rounding\n"
     "                    error by its mean squared activation\n"
-    "  --bpw B           choose a type per tensor (lbq2 lbq3 q4_K q5_K q6_K q8_0) so that the whole file\n"
+    "  --bpw B           choose a type per tensor (lbq2 lbq3 lbq4 q4_K q5_K q6_K q8_0) so that the whole file\n"
     "                    has at most B bits per weight, by measured error (use with --imatrix)\n"
     "  --calib FILE      with --bpw: measure each tensor's sensitivity as the KL divergence on\n"
     "                    FILE (calibration text, never the test text) when it alone is 2-bit\n"
@@ -173,7 +173,8 @@ int lb_cli_quantize(int argc, char **argv)
         bool own = false;
         for (int k = 0; k < plan.n && n_all < (int)(sizeof all / sizeof all[0]); k++) {
             all[n_all++] = plan.ovr[k];
-            own |= plan.choices[k].type == LB_TYPE_LBQ2 || plan.choices[k].type == LB_TYPE_LBQ3;
+            own |= plan.choices[k].type == LB_TYPE_LBQ2 || plan.choices[k].type == LB_TYPE_LBQ3 ||
+                   plan.choices[k].type == LB_TYPE_LBQ4;
         }
         qp.overrides = all;
         qp.n_overrides = n_all;

@@ -1,4 +1,4 @@
-/* The quality quantizer for LBQ2/LBQ3: group-scale search in the rotated
+/* The quality quantizer for LBQ2/LBQ3/LBQ4: group-scale search in the rotated
  * basis, then rounding with error feedback (GPTQ/LDLQ-style) so that the
  * importance-weighted error of the ORIGINAL weights is what gets minimised.
  *
@@ -117,10 +117,40 @@ static const float *factors_for(const float *imp, int64_t n)
     return r;
 }
 
+/* ---- the grids: m = 3 or 7, the even odd-integer grid (2q - m), q in 0..m;
+ * m = 15, LBQ4's table.  Values are step * level(q). */
+
+static inline float level(int m, int q) { return m == 15 ? (float)lb__lbq4_levels[q] : (float)(2 * q - m); }
+
+/* The largest level. */
+static inline float top(int m) { return m == 15 ? 127.0f : (float)m; }
+
+/* Midpoints between neighbouring LBQ4 levels (exact in float). */
+static const float LBQ4_MIDS[15] = {-114.5f, -91.5f, -72.5f, -56.0f, -41.0f, -27.0f, -13.5f, 0.0f,
+                                    13.5f,   27.0f,  41.0f,  56.0f,  72.5f,  91.5f,  114.5f};
+
+/* q of the level nearest t (t in units of step). */
+static inline int nearest(int m, float t)
+{
+    if (m == 15) {
+        int lo = 0, hi = 15; /* the number of midpoints below t, by bisection */
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (t > LBQ4_MIDS[mid])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
+    int q = lb__qround((t + (float)m) * 0.5f);
+    return q < 0 ? 0 : q > m ? m : q;
+}
+
 /* ---- scale search */
 
-/* Best step for v[32] on the odd grid step * (2q - m), q in 0..m, minimising
- * the squared error; tries a range of clipping points, refits by least squares. */
+/* Best step for v[32] on grid m, minimising the squared error; tries a
+ * range of clipping points, refits by least squares. */
 static float best_step(const float *v, int m)
 {
     float amax = 0;
@@ -128,16 +158,14 @@ static float best_step(const float *v, int m)
         amax = fmaxf(amax, fabsf(v[e]));
     if (amax == 0)
         return 0;
-    float best = amax / (float)m, best_err = INFINITY;
+    float best = amax / top(m), best_err = INFINITY;
     for (int k = 0; k <= 24; k++) {
         float f = 0.6f + 0.05f * (float)k;
-        float step = amax / ((float)m * f);
+        float step = amax / (top(m) * f);
         for (int it = 0; it < 2; it++) {
             double sl = 0, ll = 0;
             for (int e = 0; e < 32; e++) {
-                int q = lb__qround((v[e] / step + (float)m) * 0.5f);
-                q = q < 0 ? 0 : q > m ? m : q;
-                float l = (float)(2 * q - m);
+                float l = level(m, nearest(m, v[e] / step));
                 sl += (double)v[e] * l;
                 ll += (double)l * l;
             }
@@ -146,9 +174,7 @@ static float best_step(const float *v, int m)
         }
         double err = 0;
         for (int e = 0; e < 32; e++) {
-            int q = lb__qround((v[e] / step + (float)m) * 0.5f);
-            q = q < 0 ? 0 : q > m ? m : q;
-            double r = v[e] - step * (float)(2 * q - m);
+            double r = v[e] - step * level(m, nearest(m, v[e] / step));
             err += r * r;
         }
         if (err < best_err) {
@@ -163,16 +189,15 @@ static double group_err(const float *v, int m, float step)
 {
     double err = 0;
     for (int e = 0; e < 32; e++) {
-        int q = step > 0 ? lb__qround((v[e] / step + (float)m) * 0.5f) : 0;
-        q = q < 0 ? 0 : q > m ? m : q;
-        double r = v[e] - (step > 0 ? step * (float)(2 * q - m) : 0);
+        double r = step > 0 ? v[e] - step * level(m, nearest(m, v[e] / step)) : v[e];
         err += r * r;
     }
     return err;
 }
 
 /* One block: x[256] original weights, u the block's factor or NULL (plain
- * rounding).  Fills *d, sc[8] in 1..16 and q[256] in 0..m. */
+ * rounding).  Fills *d, sc[8] in 1..16 and q[256] in 0..m.  For LBQ4 (m = 15)
+ * the stored d is 128 times the step unit (lbq.h). */
 static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, int *sc, uint8_t *q)
 {
     float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */
@@ -181,8 +206,9 @@ static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, i
     float smax = 0;
     for (int g = 0; g < 8; g++)
         smax = fmaxf(smax, best_step(w + 32 * g, m));
-    *d16 = lb_f32_to_f16(smax / 16.0f);
-    float d = lb_f16_to_f32(*d16);
+    float dscale = m == 15 ? 128.0f : 1.0f;
+    *d16 = lb_f32_to_f16(smax / 16.0f * dscale);
+    float d = lb_f16_to_f32(*d16) / dscale;
     if (!(d > 0)) {
         *d16 = lb_f32_to_f16(0);
         for (int g = 0; g < 8; g++)
@@ -208,12 +234,11 @@ static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, i
         sc[g] = bs;
         float step = d * (float)bs;
         for (int e = 32 * g; e < 32 * g + 32; e++) {
-            int qi = lb__qround((w[e] / step + (float)m) * 0.5f);
-            qi = qi < 0 ? 0 : qi > m ? m : qi;
+            int qi = nearest(m, w[e] / step);
             q[e] = (uint8_t)qi;
             if (u) {
                 const float *ur = u + e * LB_QK_K;
-                float err = (w[e] - step * (float)(2 * qi - m)) / ur[e];
+                float err = (w[e] - step * level(m, qi)) / ur[e];
                 for (int k = e + 1; k < LB_QK_K; k++)
                     w[k] -= err * ur[k];
             }
@@ -224,7 +249,7 @@ static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, i
 void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance)
 {
     const float *u = importance ? factors_for(importance, n) : NULL;
-    int m = type == LB_TYPE_LBQ3 ? 7 : 3;
+    int m = type == LB_TYPE_LBQ4 ? 15 : type == LB_TYPE_LBQ3 ? 7 : 3;
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         uint8_t q[LB_QK_K];
         int sc[8];
@@ -233,7 +258,14 @@ void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, c
         uint8_t scales[4];
         for (int g = 0; g < 4; g++)
             scales[g] = (uint8_t)((sc[2 * g] - 1) | (sc[2 * g + 1] - 1) << 4);
-        if (type == LB_TYPE_LBQ3) {
+        if (type == LB_TYPE_LBQ4) {
+            lb_block_lbq4 *b = (lb_block_lbq4 *)out + i;
+            b->d = d;
+            memcpy(b->scales, scales, 4);
+            memset(b->qs, 0, sizeof b->qs);
+            for (int e = 0; e < LB_QK_K; e++)
+                b->qs[32 * (e / 64) + e % 32] |= (uint8_t)(q[e] << (4 * ((e % 64) / 32)));
+        } else if (type == LB_TYPE_LBQ3) {
             lb_block_lbq3 *b = (lb_block_lbq3 *)out + i;
             b->d = d;
             memcpy(b->scales, scales, 4);

@@ -26,14 +26,17 @@
  * (docs/quantization.md) LBQ3 at 3.19 bpw is as good as Q3_K at 3.44, and
  * the weighted error below ranks the K-quants too well across families,
  * because it sees only the diagonal of the activation statistics. */
-static const uint32_t CANDIDATES[] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3, LB_TYPE_Q4_K, LB_TYPE_Q5_K, LB_TYPE_Q6_K,
-                                      LB_TYPE_Q8_0};
+static const uint32_t CANDIDATES[] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3, LB_TYPE_LBQ4, LB_TYPE_Q4_K,
+                                      LB_TYPE_Q5_K, LB_TYPE_Q6_K, LB_TYPE_Q8_0};
 #define N_CAND ((int)(sizeof CANDIDATES / sizeof CANDIDATES[0]))
 
 /* Per unit of squared error, rounding noise of the K-quants costs more than
  * that of the rotated lbq types, whose noise is spread evenly over the
  * columns: measured end to end, lbq3 (rel. RMS 0.17) and Q3_K (0.145) give
- * the same perplexity, a ratio of (0.17 / 0.145)^2 = 1.37 in error energy. */
+ * the same perplexity, a ratio of (0.17 / 0.145)^2 = 1.37 in error energy.
+ * At 4 bits the rotation buys nothing per unit of error: LBQ4 and Q4_K
+ * everywhere give the same KL per error energy (docs/quantization.md), so
+ * LBQ4 takes the K-quants' factor. */
 #define KQUANT_FACTOR 1.37
 
 /* The quantizer's rule for which tensors it quantizes (quantizer.c). */

@@ -38,7 +38,7 @@ typedef struct lb_mix_sensitivity {
 
 /* Plans types for in_path (an F32/F16/BF16 GGUF) under `bpw` bits per weight
  * for the whole file.  Each quantizable tensor is tried on a sample of its
- * rows in every candidate type (lbq2 lbq3 q4_K q5_K q6_K q8_0); its
+ * rows in every candidate type (lbq2 lbq3 lbq4 q4_K q5_K q6_K q8_0); its
  * damage is the importance-weighted relative error energy (imatrix may be
  * NULL: plain squared error), times the tensor's sensitivity when sens is
  * given (NULL: every tensor counts alike).  A Lagrangian search then minimises the summed

@@ -42,13 +42,14 @@ static const mix MIXES[] = {
     /* lowbit's own types (quant/lbq.h): output Q6_K as in the other mixes;
      * file types 100+ are lowbit's, unknown to llama.cpp */
     {"lbq2", LB_TYPE_LBQ2, 100, MIX_Q32},    {"lbq3", LB_TYPE_LBQ3, 101, MIX_Q32},
+    {"lbq4", LB_TYPE_LBQ4, 102, MIX_Q32},
 };
 #define N_MIXES ((int)(sizeof MIXES / sizeof MIXES[0]))
 
 const char *lb_quantize_mix_names(void)
 {
     return "q4_K_M q4_K_S q3_K_M q3_K_S q2_K q5_K_M q5_K_S q6_K q8_0 q4_0 q4_1 q5_0 q5_1 "
-           "q3_K q4_K q5_K lbq2 lbq3 f16 bf16 f32";
+           "q3_K q4_K q5_K lbq2 lbq3 lbq4 f16 bf16 f32";
 }
 
 lb_quantize_params lb_quantize_default_params(void)
@@ -138,7 +139,7 @@ static uint32_t fallback_type(uint32_t t, int64_t ne0, bool output)
     if (output && t != LB_TYPE_F16 && t != LB_TYPE_F32 && t != LB_TYPE_BF16)
         t = LB_TYPE_Q8_0;
     switch (t) {
-    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: t = LB_TYPE_Q4_0; break;
+    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4: t = LB_TYPE_Q4_0; break;
     case LB_TYPE_Q4_K: t = LB_TYPE_Q5_0; break;
     case LB_TYPE_Q5_K: t = LB_TYPE_Q5_1; break;
     case LB_TYPE_Q6_K: t = LB_TYPE_Q8_0; break;
@@ -389,9 +390,9 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
     /* Files holding lowbit's own types say so: other readers reject the unknown
      * type ids anyway, and this names the documentation. */
     for (int64_t i = 0; i < nt; i++)
-        if (tr[i].type == LB_TYPE_LBQ2 || tr[i].type == LB_TYPE_LBQ3) {
+        if (tr[i].type == LB_TYPE_LBQ2 || tr[i].type == LB_TYPE_LBQ3 || tr[i].type == LB_TYPE_LBQ4) {
             if ((st = lb_gguf_writer_set_str(w, "lowbit.quant.types",
-                                             "lbq2=100 lbq3=101 (lowbit docs/quantization.md)"))) {
+                                             "lbq2=100 lbq3=101 lbq4=102 (lowbit docs/quantization.md)"))) {
                 st = lb__errf(err, st, "cannot set lowbit.quant.types");
                 goto out;
             }

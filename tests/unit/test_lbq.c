@@ -1,4 +1,4 @@
-/* Tests of lowbit's own LBQ2/LBQ3 formats: the rotation, the reference dot
+/* Tests of lowbit's own LBQ2/LBQ3/LBQ4 formats: the rotation, the reference dot
  * product against its own dequantization, every SIMD kernel set against the
  * reference (bit-exact) at awkward block counts, and the quality quantizer's
  * error, with and without an importance vector. */
@@ -32,6 +32,9 @@ static float rng_gauss(void)
 static const int blocks[] = {1, 2, 3, 5, 7, 11, 16, 43};
 #define N_BLOCKS (int)(sizeof blocks / sizeof blocks[0])
 
+static const uint32_t lbq_types[3] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3, LB_TYPE_LBQ4};
+static const size_t lbq_sizes[3] = {sizeof(lb_block_lbq2), sizeof(lb_block_lbq3), sizeof(lb_block_lbq4)};
+
 static void test_type_table(void)
 {
     CHECK(lb_type_from_name("lbq2") == LB_TYPE_LBQ2 && lb_type_from_name("LBQ3") == LB_TYPE_LBQ3);
@@ -43,8 +46,11 @@ static void test_type_table(void)
     CHECK(t2 && t2->act_type == LB_TYPE_A8_H && t2->vec_dot && t2->dequant);
     CHECK(t3 && t3->act_type == LB_TYPE_A8_H && t3->vec_dot && t3->dequant);
     CHECK(lb_quantize_supported(LB_TYPE_LBQ2) && lb_quantize_supported(LB_TYPE_LBQ3));
+    CHECK(lb_type_from_name("lbq4") == LB_TYPE_LBQ4 && lb_type_row_bytes(LB_TYPE_LBQ4, 768) == 3 * 134);
+    const lb_quant_traits *t4 = lb_quant_ref(LB_TYPE_LBQ4);
+    CHECK(t4 && t4->act_type == LB_TYPE_A8_H && t4->vec_dot && t4->dequant && lb_quantize_supported(LB_TYPE_LBQ4));
     /* an id next to ours that names nothing stays unknown, so such files are refused */
-    CHECK(lb_type_layout_of(102) == NULL);
+    CHECK(lb_type_layout_of(103) == NULL);
 }
 
 static void test_rotation(void)
@@ -101,10 +107,10 @@ static void make_acts(float *x, int n)
 static void test_dot_vs_dequant(void)
 {
     static float x[MAX_BLOCKS * 256], w[MAX_BLOCKS * 256], xa[MAX_BLOCKS * 256];
-    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq3)];
+    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq4)];
     static lb_block_a8_K a[MAX_BLOCKS];
-    const uint32_t types[2] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3};
-    for (int ti = 0; ti < 2; ti++) {
+    const uint32_t *types = lbq_types;
+    for (int ti = 0; ti < 3; ti++) {
         const lb_quant_traits *t = lb_quant_ref(types[ti]), *ta = lb_quant_ref(LB_TYPE_A8_H);
         for (int bi = 0; bi < N_BLOCKS; bi++) {
             int n = blocks[bi] * 256;
@@ -136,7 +142,7 @@ static void test_simd_bitexact(void)
     int ns = lb_kernels_variants(sets, 4);
     const lb_kernel_set *ks = lb_kernels_scalar();
     static float x[MAX_BLOCKS * 256];
-    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq3)];
+    static uint8_t wq[MAX_BLOCKS * sizeof(lb_block_lbq4)];
     static lb_block_a8_K a0[MAX_BLOCKS], a1[MAX_BLOCKS];
     if (!ns)
         printf("  (no SIMD kernel set: skipped)\n");
@@ -152,10 +158,9 @@ static void test_simd_bitexact(void)
                 ks->quantize[LB_TYPE_A8_H](x, a0, n);
                 kv->quantize[LB_TYPE_A8_H](x, a1, n);
                 bad_q += memcmp(a0, a1, (size_t)nb * sizeof *a0) != 0;
-                const uint32_t types[2] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3};
-                for (int ti = 0; ti < 2; ti++) {
-                    size_t bs = ti ? sizeof(lb_block_lbq3) : sizeof(lb_block_lbq2);
-                    random_blocks(wq, nb, bs);
+                const uint32_t *types = lbq_types;
+                for (int ti = 0; ti < 3; ti++) {
+                    random_blocks(wq, nb, lbq_sizes[ti]);
                     float s0 = -1, s1 = -2;
                     ks->vec_dot[types[ti]](n, &s0, wq, a0);
                     kv->vec_dot[types[ti]](n, &s1, wq, a0);
@@ -173,7 +178,7 @@ static void test_simd_bitexact(void)
 /* rel RMS error of the quality quantizer on heavy-tailed rows */
 static double rel_err(uint32_t type, const float *x, int n, const float *imp, double *werr)
 {
-    static uint8_t q[4096 * 2];
+    static uint8_t q[4096 * 2]; /* [4096] at up to 16 bits each */
     static float y[4096];
     lb_quantize_row(type, x, q, n, imp);
     lb_quant_ref(type)->dequant(q, y, n);
@@ -204,6 +209,12 @@ static void test_quality(void)
     CHECKF(e3 < 0.20 && e3 < 0.6 * e2, "lbq3 %.4f", e3);
     /* the rotation buys what the outliers cost Q2_K: fewer bits, about the same error */
     CHECKF(e2 < 1.1 * k2, "lbq2 %.4f vs q2_K %.4f", e2, k2);
+    /* LBQ4 against Q4_K (4.19 against 4.5 bpw), with the same importance
+     * weighting (none here) and on the same heavy-tailed rows */
+    double e4 = rel_err(LB_TYPE_LBQ4, x, N, NULL, NULL), k4 = rel_err(LB_TYPE_Q4_K, x, N, NULL, NULL);
+    printf("  rel RMS: lbq4 %.4f (4.19 bpw), q4_K %.4f (4.5)\n", e4, k4);
+    CHECKF(e4 < k4, "lbq4 %.4f vs q4_K %.4f", e4, k4);
+    CHECKF(e4 < 0.6 * e3, "lbq4 %.4f vs lbq3 %.4f", e4, e3);
     /* importance: a few columns dominate; error feedback must lower the weighted error */
     for (int i = 0; i < N; i++)
         imp[i] = (i % 16 == 3) ? 50.0f : 0.5f + rng_unit();
@@ -220,6 +231,12 @@ static void test_quality(void)
         w_plain += imp[i] * ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
     printf("  weighted error: plain %.2f, with importance %.2f\n", w_plain, w_imp);
     CHECKF(w_imp < 0.8 * w_plain, "importance-weighted %.3f vs plain %.3f", w_imp, w_plain);
+    /* the same importance vector given to both 4-bit types */
+    double w4, wk4;
+    rel_err(LB_TYPE_LBQ4, x, N, imp, &w4);
+    rel_err(LB_TYPE_Q4_K, x, N, imp, &wk4);
+    printf("  weighted error at 4 bits: lbq4 %.3f, q4_K %.3f\n", w4, wk4);
+    CHECKF(w4 < wk4, "lbq4 weighted %.3f vs q4_K %.3f", w4, wk4);
     /* all-zero rows stay zero */
     memset(x, 0, 512 * sizeof *x);
     lb_quantize_row(LB_TYPE_LBQ2, x, q, 512, NULL);
