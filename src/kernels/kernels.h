@@ -57,11 +57,12 @@ const lb_cpu_features *lb_cpu(void);
 void lb__kernels_register_avx2_float(lb_kernel_set *k);  /* F32 F16 BF16 */
 void lb__kernels_register_avx2_q32(lb_kernel_set *k);    /* Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, A8_32 */
 void lb__kernels_register_avx2_k(lb_kernel_set *k);      /* Q2_K..Q6_K, A8_K */
-void lb__kernels_register_avx2_lbq(lb_kernel_set *k);    /* LBQ2 LBQ3, A8_H */
+void lb__kernels_register_avx2_lbq(lb_kernel_set *k);    /* LBQ2 LBQ3 LBQ4, A8_H */
 /* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
 void lb__kernels_register_wasm_float(lb_kernel_set *k);
 void lb__kernels_register_wasm_q32(lb_kernel_set *k);
 void lb__kernels_register_wasm_k(lb_kernel_set *k);
+void lb__kernels_register_wasm_lbq(lb_kernel_set *k);   /* LBQ2 LBQ3, A8_H (after _wasm_k) */
 void lb__fmath_register_wasm(lb_fmath *f);
 void lb__kvq_register_wasm(lb_kvq_kernels *k);
 void lb__kernels_register_neon_float(lb_kernel_set *k);

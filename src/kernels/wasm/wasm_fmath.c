@@ -37,11 +37,36 @@ static inline float reduce16(const v128_t v[4])
            (wasm_f32x4_extract_lane(t4, 1) + wasm_f32x4_extract_lane(t4, 3));
 }
 
-/* acc[k] += a * b for the 16 elements at a, b (the products are exact). */
+/* Four finite f16 values (the 16-bit lanes sign-extended to 32) to float:
+ * the sign lands in bit 31 and its copies in bits 28..30 are masked off. */
+static inline v128_t cvt4_finite(v128_t w32)
+{
+    return wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(w32, 13), wasm_i32x4_splat((int32_t)0x8fffe000)),
+                          wasm_f32x4_splat(0x1p112f));
+}
+
+/* acc[k] += a * b for the 16 elements at a, b (the products are exact).
+ * Without inf or NaN among them (the usual case) the short conversion
+ * cvt4_finite does; else ld4 patches the special values in. */
 static inline void mac16(v128_t acc[4], const lb_f16 *a, const lb_f16 *b)
 {
-    for (int k = 0; k < 4; k++)
-        acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(ld4(a + 4 * k), ld4(b + 4 * k)));
+    v128_t a0 = wasm_v128_load(a), a1 = wasm_v128_load(a + 8), b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 8);
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    v128_t special = wasm_v128_or(wasm_v128_or(wasm_i16x8_eq(wasm_v128_and(a0, e), e), wasm_i16x8_eq(wasm_v128_and(a1, e), e)),
+                                  wasm_v128_or(wasm_i16x8_eq(wasm_v128_and(b0, e), e), wasm_i16x8_eq(wasm_v128_and(b1, e), e)));
+    if (__builtin_expect(wasm_v128_any_true(special), 0)) {
+        for (int k = 0; k < 4; k++)
+            acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(ld4(a + 4 * k), ld4(b + 4 * k)));
+        return;
+    }
+    acc[0] = wasm_f32x4_add(acc[0], wasm_f32x4_mul(cvt4_finite(wasm_i32x4_extend_low_i16x8(a0)),
+                                                   cvt4_finite(wasm_i32x4_extend_low_i16x8(b0))));
+    acc[1] = wasm_f32x4_add(acc[1], wasm_f32x4_mul(cvt4_finite(wasm_i32x4_extend_high_i16x8(a0)),
+                                                   cvt4_finite(wasm_i32x4_extend_high_i16x8(b0))));
+    acc[2] = wasm_f32x4_add(acc[2], wasm_f32x4_mul(cvt4_finite(wasm_i32x4_extend_low_i16x8(a1)),
+                                                   cvt4_finite(wasm_i32x4_extend_low_i16x8(b1))));
+    acc[3] = wasm_f32x4_add(acc[3], wasm_f32x4_mul(cvt4_finite(wasm_i32x4_extend_high_i16x8(a1)),
+                                                   cvt4_finite(wasm_i32x4_extend_high_i16x8(b1))));
 }
 
 static float dot16(int64_t n, const lb_f16 *a, const lb_f16 *b)

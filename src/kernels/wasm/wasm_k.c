@@ -22,7 +22,18 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-static inline float h2f(lb_f16 h) { return lb_f16_to_f32(h); }
+/* f16 to float as lb_f16_to_f32, without its branches for finite values: the
+ * bits moved into float position (sign kept, its sign-extended copies masked)
+ * and scaled by 2^112 give every normal and subnormal value exactly. */
+static inline float h2f(lb_f16 h)
+{
+    if (__builtin_expect((h & 0x7c00) == 0x7c00, 0))
+        return lb_f16_to_f32(h);
+    uint32_t u = (uint32_t)((int32_t)(int16_t)h * 8192) & 0x8fffe000u;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f * 0x1p112f;
+}
 
 /* The float combination of one super-block, identical to the reference's. */
 static inline float combine_k(float acc, float da, float d, float dmin, int32_t isum, int32_t msum)
@@ -44,15 +55,6 @@ static inline v128_t dot16_scaled(v128_t x, v128_t y, v128_t sc16)
 {
     v128_t p = wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16(x, y), wasm_i16x8_extmul_high_i8x16(x, y));
     return wasm_i32x4_dot_i16x8(p, sc16);
-}
-
-/* The lane contract's 8 integer lanes from four pair-sum vectors:
- * X[m] lane j holds elements l = 8m + 2j, 8m + 2j + 1 (l = e mod 32);
- * lane k of the contract holds l = 4k .. 4k+3. */
-static inline void lanes8(const v128_t X[4], v128_t *lo, v128_t *hi)
-{
-    *lo = wasm_i32x4_add(wasm_i32x4_shuffle(X[0], X[1], 0, 2, 4, 6), wasm_i32x4_shuffle(X[0], X[1], 1, 3, 5, 7));
-    *hi = wasm_i32x4_add(wasm_i32x4_shuffle(X[2], X[3], 0, 2, 4, 6), wasm_i32x4_shuffle(X[2], X[3], 1, 3, 5, 7));
 }
 
 /* The reference's reduction of the 8 float lanes: (hi4 + lo4), then (0+2) + (1+3). */
@@ -94,77 +96,104 @@ static inline v128_t ld(const void *p) { return wasm_v128_load(p); }
 
 /* ---- dot products */
 
+/* The 16-bit lanes of v: even bytes (sign-extended) and odd bytes. */
+static inline v128_t even_i8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
+static inline v128_t odd_i8(v128_t v) { return wasm_i16x8_shr(v, 8); }
+
+/* Q4_K: 16-bit lane j of a product vector holds elements 2j and 2j+1 summed
+ * (even and odd bytes multiplied separately: WebAssembly has no 8-bit
+ * multiply), so i32x4.dot_i16x8 with the scale gives the lane contract's
+ * lanes (4 consecutive elements) directly: X[g] holds lanes 4g .. 4g+3. */
+/* 16 bytes q of Q4_K quants (low nibbles: elements l, times a0 and scale s0;
+ * high nibbles: elements 32 + l, times a1 and s1) as 4 lanes of 4 elements. */
+static inline v128_t dot32_q4(v128_t q, v128_t a0, v128_t a1, v128_t s0, v128_t s1, v128_t m4)
+{
+    v128_t plo = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q, m4), even_i8(a0)),
+                                wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q, 8), m4), odd_i8(a0)));
+    v128_t phi = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q, 4), m4), even_i8(a1)),
+                                wasm_i16x8_mul(wasm_u16x8_shr(q, 12), odd_i8(a1)));
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(plo, s0), wasm_i32x4_dot_i16x8(phi, s1));
+}
+
 static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q4_K *b = w;
     const lb_block_a8_K *a = act;
-    const v128_t m4 = wasm_i8x16_splat(0x0f);
-    v128_t acc_lo = wasm_f32x4_splat(0), acc_hi = wasm_f32x4_splat(0), accm = wasm_f32x4_splat(0);
+    const v128_t m4 = wasm_i16x8_splat(0x0f), zero = wasm_i32x4_splat(0);
+    v128_t acc_lo = zero, acc_hi = zero, accm = zero;
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         uint8_t sm[16];   /* [8 scales, 8 mins] */
         q4_K_scales_mins(b[i].scales, sm);
-        v128_t X[4] = {wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0)};
+        const uint8_t *qs = b[i].qs;
+        const int8_t *aq = a[i].qs;
+        v128_t X0 = zero, X1 = zero;
+        /* Not unrolled: clang would hoist every load of the super-block and
+         * V8's register allocator would spill them. */
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
         for (int c = 0; c < 4; c++) {
             const v128_t s0 = wasm_i16x8_splat(sm[2 * c]), s1 = wasm_i16x8_splat(sm[2 * c + 1]);
-            for (int g = 0; g < 2; g++) {
-                v128_t q = ld(b[i].qs + 32 * c + 16 * g);
-                v128_t lo = wasm_v128_and(q, m4), hi = wasm_u8x16_shr(q, 4);
-                v128_t a0 = ld(a[i].qs + 64 * c + 16 * g), a1 = ld(a[i].qs + 64 * c + 32 + 16 * g);
-                X[2 * g] = wasm_i32x4_add(X[2 * g], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_low_i8x16(lo, a0), s0));
-                X[2 * g] = wasm_i32x4_add(X[2 * g], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_low_i8x16(hi, a1), s1));
-                X[2 * g + 1] = wasm_i32x4_add(X[2 * g + 1], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_high_i8x16(lo, a0), s0));
-                X[2 * g + 1] = wasm_i32x4_add(X[2 * g + 1], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_high_i8x16(hi, a1), s1));
-            }
+            X0 = wasm_i32x4_add(X0, dot32_q4(ld(qs + 32 * c), ld(aq + 64 * c), ld(aq + 64 * c + 32), s0, s1, m4));
+            X1 = wasm_i32x4_add(X1, dot32_q4(ld(qs + 32 * c + 16), ld(aq + 64 * c + 16), ld(aq + 64 * c + 48), s0, s1, m4));
         }
-        v128_t lo, hi;
-        lanes8(X, &lo, &hi);
         float d = a[i].d * h2f(b[i].d);
         float dmin = -a[i].d * h2f(b[i].dmin);
-        acc_lo = lb__wasm_fma4(d, wasm_f32x4_convert_i32x4(lo), acc_lo);
-        acc_hi = lb__wasm_fma4(d, wasm_f32x4_convert_i32x4(hi), acc_hi);
-        /* lane r: the mins of sub-blocks 2r and 2r+1 times their activation sums */
-        const int16_t *bs = a[i].bsums;
-        int32_t m[4];
-        for (int r = 0; r < 4; r++)
-            m[r] = sm[8 + 2 * r] * (bs[4 * r] + bs[4 * r + 1]) + sm[8 + 2 * r + 1] * (bs[4 * r + 2] + bs[4 * r + 3]);
-        accm = lb__wasm_fma4(dmin, wasm_f32x4_convert_i32x4(wasm_v128_load(m)), accm);
+        lb__wasm_fma8(d, wasm_f32x4_convert_i32x4(X0), wasm_f32x4_convert_i32x4(X1), &acc_lo, &acc_hi);
+        /* lane r: the mins of sub-blocks 2r and 2r+1 times their activation sums
+         * (sub-block j's sum is bsums[2j] + bsums[2j+1]) */
+        v128_t mins = ld(sm);
+        v128_t mn0 = wasm_i8x16_shuffle(mins, zero, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
+        v128_t mn1 = wasm_i8x16_shuffle(mins, zero, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
+        v128_t p0 = wasm_i32x4_dot_i16x8(ld(a[i].bsums), mn0), p1 = wasm_i32x4_dot_i16x8(ld(a[i].bsums + 8), mn1);
+        v128_t m = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 2, 4, 6), wasm_i32x4_shuffle(p0, p1, 1, 3, 5, 7));
+        accm = lb__wasm_fma4(dmin, wasm_f32x4_convert_i32x4(m), accm);
     }
     *s = hsum8(acc_lo, acc_hi) + ((wasm_f32x4_extract_lane(accm, 0) + wasm_f32x4_extract_lane(accm, 2)) +
                                   (wasm_f32x4_extract_lane(accm, 1) + wasm_f32x4_extract_lane(accm, 3)));
+}
+
+/* 16 positions l of one Q6_K half: the four 32-element chunks k at those l
+ * (6-bit values v[k] - 32 times activations ak[k] and scale sc[2k]) as 4 lanes
+ * of 4 consecutive l, the even and odd bytes multiplied separately. */
+static inline v128_t dot16x4_q6(v128_t q0, v128_t q1, v128_t qh, const int8_t *ak, const int8_t *sc)
+{
+    const v128_t m4 = wasm_i8x16_splat(0x0f), m2h = wasm_i8x16_splat(0x30), k32 = wasm_i8x16_splat(32);
+    v128_t v[4];
+    v[0] = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i8x16_shl(qh, 4), m2h));
+    v[1] = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i8x16_shl(qh, 2), m2h));
+    v[2] = wasm_v128_or(wasm_u8x16_shr(q0, 4), wasm_v128_and(qh, m2h));
+    v[3] = wasm_v128_or(wasm_u8x16_shr(q1, 4), wasm_v128_and(wasm_u8x16_shr(qh, 2), m2h));
+    v128_t r = wasm_i32x4_splat(0);
+    for (int k = 0; k < 4; k++) {
+        v128_t q = wasm_i8x16_sub(v[k], k32), av = ld(ak + 32 * k);
+        v128_t p = wasm_i16x8_add(wasm_i16x8_mul(even_i8(q), even_i8(av)), wasm_i16x8_mul(odd_i8(q), odd_i8(av)));
+        r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(p, wasm_i16x8_splat(sc[2 * k])));
+    }
+    return r;
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q6_K *b = w;
     const lb_block_a8_K *a = act;
-    const v128_t m4 = wasm_i8x16_splat(0x0f), m2h = wasm_i8x16_splat(0x30), k32 = wasm_i8x16_splat(32);
     v128_t acc_lo = wasm_f32x4_splat(0), acc_hi = wasm_f32x4_splat(0);
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
-        v128_t X[4] = {wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0)};
-        for (int h = 0; h < 2; h++)
-            for (int g = 0; g < 2; g++) {
-                /* l = 16g .. 16g+15 of the four 32-element chunks k of half h */
-                v128_t q0 = ld(b[i].ql + 64 * h + 16 * g), q1 = ld(b[i].ql + 64 * h + 32 + 16 * g);
-                v128_t qh = ld(b[i].qh + 32 * h + 16 * g);
-                v128_t v[4];
-                v[0] = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i8x16_shl(qh, 4), m2h));
-                v[1] = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i8x16_shl(qh, 2), m2h));
-                v[2] = wasm_v128_or(wasm_u8x16_shr(q0, 4), wasm_v128_and(qh, m2h));
-                v[3] = wasm_v128_or(wasm_u8x16_shr(q1, 4), wasm_v128_and(wasm_u8x16_shr(qh, 2), m2h));
-                for (int k = 0; k < 4; k++) {
-                    v128_t q = wasm_i8x16_sub(v[k], k32);
-                    v128_t av = ld(a[i].qs + 128 * h + 32 * k + 16 * g);
-                    v128_t sc = wasm_i16x8_splat(b[i].scales[8 * h + 2 * k + g]);
-                    X[2 * g] = wasm_i32x4_add(X[2 * g], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_low_i8x16(q, av), sc));
-                    X[2 * g + 1] =
-                        wasm_i32x4_add(X[2 * g + 1], wasm_i32x4_dot_i16x8(wasm_i16x8_extmul_high_i8x16(q, av), sc));
-                }
-            }
-        v128_t lo, hi;
-        lanes8(X, &lo, &hi);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *aq = a[i].qs, *sc = b[i].scales;
+        v128_t X0 = wasm_i32x4_splat(0), X1 = wasm_i32x4_splat(0);   /* lanes 0..3 and 4..7 */
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
+        for (int h = 0; h < 2; h++) {
+            /* element 128h + 32k + l, l = 16g .. 16g+15 */
+            X0 = wasm_i32x4_add(X0, dot16x4_q6(ld(ql + 64 * h), ld(ql + 64 * h + 32), ld(qh + 32 * h), aq + 128 * h,
+                                               sc + 8 * h));
+            X1 = wasm_i32x4_add(X1, dot16x4_q6(ld(ql + 64 * h + 16), ld(ql + 64 * h + 48), ld(qh + 32 * h + 16),
+                                               aq + 128 * h + 16, sc + 8 * h + 1));
+        }
         float d = a[i].d * h2f(b[i].d);
-        acc_lo = lb__wasm_fma4(d, wasm_f32x4_convert_i32x4(lo), acc_lo);
-        acc_hi = lb__wasm_fma4(d, wasm_f32x4_convert_i32x4(hi), acc_hi);
+        lb__wasm_fma8(d, wasm_f32x4_convert_i32x4(X0), wasm_f32x4_convert_i32x4(X1), &acc_lo, &acc_hi);
     }
     *s = hsum8(acc_lo, acc_hi);
 }
