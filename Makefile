@@ -145,16 +145,14 @@ compile_commands.json:
 	bear --output $@ -- $(MAKE) -k -B BUILD=build/compdb all $(TEST_SRC:tests/unit/%.c=build/compdb/tests/%) build/compdb/lowbit-bench || true
 
 # ---- fuzz: libFuzzer targets under ASan+UBSan, built with clang into build/fuzz.
-# Only base/ and format/ are linked in, so the fuzzers need no external
-# libraries.  tests/fuzz/run.sh SECONDS builds, seeds and runs them.
+# Each links only what it parses with (the GGUF one base/ and format/), so no
+# target needs the engine.  tests/fuzz/run.sh SECONDS builds, seeds and runs them.
 FUZZ_CC     ?= clang
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -g -O1 -pthread $(WARN) $(FUZZ_SAN)
 FUZZ_SRC    := $(wildcard src/base/*.c) $(wildcard src/format/*.c)
 FUZZ_OBJ    := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS   += build/fuzz/fuzz_gguf build/fuzz/gguf_seeds
-
-fuzz: $(FUZZ_BINS)
 
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -163,12 +161,26 @@ build/fuzz/obj/%.o: %.c
 build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^
 
+# The tokenizers (techdocs-28M's SentencePiece, techdocs-qwen's byte-level BPE) need Debian's PCRE2.
+FUZZ_TOK_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(wildcard src/tokenizer/*.c))
+FUZZ_BINS    += build/fuzz/fuzz_tokenizer
+build/fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c $(FUZZ_TOK_OBJ) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lpcre2-8
+
+# The server's request parser: only its JSON side (openai.c, chat_template.c) and Debian's jansson.
+FUZZ_OAI_OBJ := build/fuzz/obj/src/server/openai.o build/fuzz/obj/src/server/chat_template.o
+FUZZ_BINS    += build/fuzz/fuzz_oai
+build/fuzz/fuzz_oai: tests/fuzz/fuzz_oai.c $(FUZZ_OAI_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson
+
 # The seed writer is an ordinary program: it must not pull in libFuzzer's main.
 build/fuzz/gguf_seeds: tests/fuzz/gguf_seeds.c $(FUZZ_SRC)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -pthread $(WARN) -o $@ $^
 
--include $(FUZZ_OBJ:.o=.d)
+fuzz: $(FUZZ_BINS)
+
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_TOK_OBJ:.o=.d) $(FUZZ_OAI_OBJ:.o=.d)
 
 # ---- bench tooling for realistic sizes (bench/README.md "Realistic sizes").
 # lowbit-genmodel writes a synthetic TinyLlama-1.1B-shaped GGUF; lowbit-bandwidth probes read bandwidth for the
