@@ -137,10 +137,15 @@ static bool authorized(const srv *s, struct mg_connection *c)
     return same_secret(h, s->p.api_key);
 }
 
-/* Reads the body into a malloc'd buffer; 0 on success, else the HTTP status to answer. */
+enum { BODY_READ = 16 };   /* bytes per mg_read of a request body; see read_body */
+
+/* Reads the body into a malloc'd buffer; 0 on success, else the HTTP status to answer.
+ * civetweb bounds each read by --io-timeout; a body dribbled a byte at a time
+ * would still hold a thread for ever, so the whole body gets that long too (408). */
 static int read_body(const srv *s, struct mg_connection *c, char **out, size_t *n_out)
 {
     const struct mg_request_info *ri = mg_get_request_info(c);
+    double deadline = lb_time_ms() + (s->p.io_timeout_s > 0 ? s->p.io_timeout_s : 30) * 1000.0;
     if (ri->content_length > 0 && (unsigned long long)ri->content_length > s->p.max_body)
         return 413;
     size_t cap = ri->content_length > 0 ? (size_t)ri->content_length + 1 : 4096, n = 0;
@@ -161,13 +166,23 @@ static int read_body(const srv *s, struct mg_connection *c, char **out, size_t *
             buf = nb;
             cap *= 2;
         }
-        int r = mg_read(c, buf + n, cap - n - 1);
+        /* Small reads: civetweb's mg_read returns only when all it was asked for
+         * has come (each wait bounded by --io-timeout, their sum not), so a read
+         * of k bytes can be dribbled for k timeouts past the deadline.  16 bounds
+         * that at 16 timeouts and costs ~0.3 s of CPU for a 1 MiB body (1 byte:
+         * 5 s); a real prompt takes a few hundred reads. */
+        size_t want = cap - n - 1 < BODY_READ ? cap - n - 1 : BODY_READ;
+        int r = mg_read(c, buf + n, want);
         if (r <= 0)
             break;
         n += (size_t)r;
         if (n > s->p.max_body) {
             free(buf);
             return 413;
+        }
+        if (lb_time_ms() > deadline) {
+            free(buf);
+            return 408;
         }
     }
     buf[n] = '\0';
@@ -223,6 +238,13 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
         char msg[96];
         snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", s->p.max_body);
         return reply_error(c, 413, "invalid_request_error", "request_too_large", msg, NULL, NULL);
+    }
+    if (st == 408) {
+        /* civetweb's own error page is the one reply after which it closes the
+         * connection instead of draining the rest of the body (which the dribbling
+         * client would feed for ever): on_http_error lets 408 through to it. */
+        mg_send_http_error(c, 408, "the request body did not arrive within the I/O timeout\n");
+        return 408;
     }
     if (st)
         return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
@@ -512,6 +534,8 @@ static int on_request(struct mg_connection *c, void *user)
  * in the API's JSON error shape rather than a text/plain page. */
 static int on_http_error(struct mg_connection *c, int status, const char *msg)
 {
+    if (status == 408)
+        return 1;   /* civetweb's plain page, which closes the connection (read_body) */
     lb_oai_error e;
     memset(&e, 0, sizeof e);
     e.status = status;

@@ -342,6 +342,23 @@ test('slowloris: headers sent one byte a second are cut off, and others are serv
   }
 });
 
+test('a body trickled a byte at a time gets 408 within the I/O timeout, and others are served meanwhile', async () => {
+  const body = JSON.stringify({ prompt: 'x'.repeat(200), max_tokens: 1 });
+  const head = request('POST', '/v1/completions', body, { 'Content-Type': 'application/json' });
+  const split = head.indexOf('\r\n\r\n') + 4;
+  // Each byte comes well inside the per-read timeout, so only a deadline on the whole body stops it.
+  const dribble = raw([head.slice(0, split), ...body], { gapMs: 250, waitMs: 20000 });
+  await sleep(500);
+  assert.equal((await fetch(srv.url + '/health')).status, 200);
+  const r = await dribble;
+  assert.equal(r.status, 408, r.raw);
+  // Closed, not drained: the thread is free again although the client would go on dribbling for a minute.
+  assert.ok(r.closed, 'the server closed the connection');
+  assert.ok(r.ms >= IO_TIMEOUT_S * 1000 - 200 && r.ms < IO_TIMEOUT_S * 1000 + 5000, `cut after ${r.ms} ms`);
+  const next = await post('/v1/completions', { prompt: 'The', max_tokens: 2 });
+  assert.equal(next.status, 200);
+});
+
 test('idle connections that never send a byte are dropped after the I/O timeout', async () => {
   const idle = Array.from({ length: 5 }, () => raw([], { waitMs: 15000 }));
   await sleep(300);
