@@ -48,8 +48,13 @@ $(BUILD)/liblowbit.a: $(LIB_OBJ)
 $(BUILD)/lowbit: $(CLI_OBJ) $(BUILD)/liblowbit.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/liblowbit.a $(LDLIBS)
 
-# The x86 kernels are the only files compiled for AVX2/FMA/F16C; they are
-# called only after run-time detection (kernels/dispatch.c).
+# The x86 kernels are the only files compiled for AVX2/FMA/F16C (avx512_*.c
+# also for AVX-512 F/BW/VL/VNNI); they are called only after run-time
+# detection (kernels/dispatch.c).
+$(BUILD)/src/kernels/x86/avx512_%.o: src/kernels/x86/avx512_%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -MMD -MP -c -o $@ $<
+
 $(BUILD)/src/kernels/x86/%.o: src/kernels/x86/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -MMD -MP -c -o $@ $<
@@ -124,8 +129,30 @@ $(WASM_BUILD)/tests/%.js: tests/unit/%.c $(WASM_BUILD)/liblowbit.a $(WASM_PCRE2_
 	$(EMCC_ENV) $(EMCC) $(CPPFLAGS) -I$(WASM_PCRE2)/include $(WASM_CFLAGS) -Itests/unit $(WASM_LDFLAGS) \
 	  -o $@ $< $(WASM_BUILD)/liblowbit.a $(WASM_PCRE2_LIB) -lm
 
-wasm-test: wasm
+# Relaxed SIMD (src/kernels/wasm/wasm_relaxed.h): the kernels again with -DLB_WASM_RELAXED, linked with
+# placeholder stubs and rewritten by scripts/wasm/relaxed.mjs (binaryen.js from npm); node 20 runs
+# them behind a flag.  Only the kernel tests use them.
+WASM_RELAXED_OBJ   := $(patsubst %.c,$(WASM_BUILD)/relaxed/%.o,$(wildcard src/kernels/wasm/*.c))
+WASM_RELAXED_BASE  := $(filter-out $(WASM_BUILD)/src/kernels/wasm/%,$(WASM_LIB_OBJ))
+WASM_RELAXED_TESTS := $(WASM_BUILD)/tests-relaxed/test_kernels_k.js
+NODE_RELAXED       := node --experimental-wasm-relaxed-simd
+
+$(WASM_BUILD)/relaxed/%.o: %.c | $(WASM_PCRE2_LIB)
+	@mkdir -p $(@D)
+	$(EMCC_ENV) $(EMCC) $(CPPFLAGS) $(WASM_CFLAGS) -DLB_WASM_RELAXED -MMD -MP -c -o $@ $<
+
+$(WASM_BUILD)/tests-relaxed/%.js: tests/unit/%.c $(WASM_RELAXED_OBJ) $(WASM_RELAXED_BASE) $(WASM_PCRE2_LIB) \
+                                  scripts/wasm/node-pre.js scripts/wasm/relaxed-stubs.js scripts/wasm/relaxed.mjs
+	@mkdir -p $(@D)
+	$(EMCC_ENV) $(EMCC) $(CPPFLAGS) -I$(WASM_PCRE2)/include $(WASM_CFLAGS) -Itests/unit $(WASM_LDFLAGS) \
+	  --js-library scripts/wasm/relaxed-stubs.js -o $@ $< $(WASM_RELAXED_OBJ) $(WASM_RELAXED_BASE) $(WASM_PCRE2_LIB) -lm
+	node scripts/wasm/relaxed.mjs $(@:.js=.wasm) $@
+
+wasm-test: wasm $(WASM_RELAXED_TESTS)
 	tests/run_unit.sh $(WASM_BUILD)/tests node
+	tests/run_unit.sh $(WASM_BUILD)/tests-relaxed "$(NODE_RELAXED)"
+
+-include $(WASM_RELAXED_OBJ:.o=.d)
 
 -include $(WASM_LIB_OBJ:.o=.d)
 
@@ -173,6 +200,12 @@ FUZZ_BINS    += build/fuzz/fuzz_oai
 build/fuzz/fuzz_oai: tests/fuzz/fuzz_oai.c $(FUZZ_OAI_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson
 
+# The Hessian loader (quant/hessian.c) on top of the GGUF reader.
+FUZZ_HESS_OBJ := build/fuzz/obj/src/quant/hessian.o
+FUZZ_BINS     += build/fuzz/fuzz_hessian
+build/fuzz/fuzz_hessian: tests/fuzz/fuzz_hessian.c $(FUZZ_HESS_OBJ) $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
+
 # The seed writer is an ordinary program: it must not pull in libFuzzer's main.
 build/fuzz/gguf_seeds: tests/fuzz/gguf_seeds.c $(FUZZ_SRC)
 	@mkdir -p $(@D)
@@ -180,7 +213,7 @@ build/fuzz/gguf_seeds: tests/fuzz/gguf_seeds.c $(FUZZ_SRC)
 
 fuzz: $(FUZZ_BINS)
 
--include $(FUZZ_OBJ:.o=.d) $(FUZZ_TOK_OBJ:.o=.d) $(FUZZ_OAI_OBJ:.o=.d)
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_TOK_OBJ:.o=.d) $(FUZZ_OAI_OBJ:.o=.d) $(FUZZ_HESS_OBJ:.o=.d)
 
 # ---- bench tooling for realistic sizes (bench/README.md "Realistic sizes").
 # lowbit-genmodel writes a synthetic TinyLlama-1.1B-shaped GGUF; lowbit-bandwidth probes read bandwidth for the
@@ -256,6 +289,26 @@ $(WEB_BUILD)/lowbit-$(1).mjs: $$(WEB_OBJ_$(1)) $$(WEB_PCRE2_$(1))/lib/libpcre2-8
 endef
 $(foreach v,$(WEB_VARIANTS),$(eval $(call WEB_VARIANT,$(v))))
 
+# simd-relaxed and simd-mt-relaxed: the base build's objects with the SIMD128 kernels recompiled with
+# -DLB_WASM_RELAXED, linked with placeholder stubs and rewritten to relaxed SIMD by scripts/wasm/relaxed.mjs
+# (binaryen.js from npm; clang 14 has no builtin for it).  The SDK takes them where relaxed SIMD validates.
+define WEB_RELAXED_VARIANT
+WEB_OBJ_$(1)-relaxed := $$(filter-out $(WEB_BUILD)/$(1)/src/kernels/wasm/%,$$(WEB_OBJ_$(1))) \
+                        $$(patsubst %.c,$(WEB_BUILD)/$(1)-relaxed/%.o,$$(wildcard src/kernels/wasm/*.c))
+$(WEB_BUILD)/$(1)-relaxed/%.o: %.c | $$(WEB_PCRE2_$(1))/lib/libpcre2-8.a
+	@mkdir -p $$(@D)
+	$$(EMCC_ENV) $$(EMCC) $$(CPPFLAGS) -I$$(WEB_PCRE2_$(1))/include -O3 -std=c11 $$(WARN) $$(WEB_CFLAGS_$(1)) -DLB_WASM_RELAXED \
+	  $$(if $$(filter 1,$$(WERROR)),-Werror) -MMD -MP -c -o $$@ $$<
+$(WEB_BUILD)/lowbit-$(1)-relaxed.mjs: $$(WEB_OBJ_$(1)-relaxed) $$(WEB_PCRE2_$(1))/lib/libpcre2-8.a scripts/wasm/relaxed-stubs.js \
+                                      scripts/wasm/relaxed.mjs
+	$$(EMCC_ENV) $$(EMCC) -O3 $$(WEB_CFLAGS_$(1)) $$(WEB_LDFLAGS) $$(WEB_LDFLAGS_$(1)) --js-library scripts/wasm/relaxed-stubs.js \
+	  -o $$@ $$(WEB_OBJ_$(1)-relaxed) $$(WEB_PCRE2_$(1))/lib/libpcre2-8.a -lm
+	node scripts/wasm/relaxed.mjs $$(@:.mjs=.wasm) $$@
+-include $$(patsubst %.c,$(WEB_BUILD)/$(1)-relaxed/%.d,$$(wildcard src/kernels/wasm/*.c))
+endef
+$(foreach v,simd simd-mt,$(eval $(call WEB_RELAXED_VARIANT,$(v))))
+web: $(WEB_BUILD)/lowbit-simd-relaxed.mjs $(WEB_BUILD)/lowbit-simd-mt-relaxed.mjs
+
 # ---------------------------------------------------------------- neon
 # The Arm NEON kernels (src/kernels/arm) and the kernel tests cross-compiled
 # for AArch64 and run under qemu-user.  Only the layers the kernel tests link
@@ -275,7 +328,7 @@ endif
 NEON_SRC    := $(foreach d,base format quant kernels,$(wildcard src/$(d)/*.c)) $(wildcard src/kernels/arm/*.c)
 NEON_OBJ    := $(NEON_SRC:%.c=$(NEON_BUILD)/%.o)
 NEON_TESTS  := $(patsubst %,$(NEON_BUILD)/tests/%,test_kernels_q32 test_kernels_k test_kernels_float test_kernels_kv \
-                 test_fmath test_kdot_lanes)
+                 test_fmath test_kdot_lanes test_lbq test_lbqv)
 
 .PHONY: neon neon-test
 neon: $(NEON_TESTS)

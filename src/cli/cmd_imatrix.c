@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "format/gguf.h"
 #include "kernels/matmul.h"
+#include "quant/hessian.h"
 #include "quant/imatrix.h"
 
 static const char *help =
@@ -20,9 +21,24 @@ static const char *help =
     "  -m, --model FILE     GGUF model (best the F16/F32 file you will quantize)\n"
     "  -f, --file FILE      calibration text\n"
     "  -o, --output FILE    importance matrix to write (GGUF)\n"
+    "      --hessian FILE   also write the full input covariance E[x x^T] of every\n"
+    "                       weight (GGUF, [cols][cols] F32 each) for quantize --hessian\n"
     "  -c, --ctx-size N     tokens per chunk (default 512)\n"
     "      --chunks N       use only the first N chunks (default: all)\n"
     "  -t, --threads N      threads (default: all CPUs)\n";
+
+/* Both collectors see every product when a Hessian is asked for. */
+typedef struct both {
+    lb_imatrix *im;
+    lb_hessian *h;
+} both;
+
+static void observe_both(void *user, const void *weight_data, int64_t rows, int64_t cols, const float *x, int64_t n)
+{
+    both *b = user;
+    lb_imatrix_observe(b->im, weight_data, rows, cols, x, n);
+    lb_hessian_observe(b->h, weight_data, rows, cols, x, n);
+}
 
 /* -log p(target) from one row of logits, in double: a sanity check that the
  * model ran as it should on the calibration text. */
@@ -45,7 +61,7 @@ static const char *base_name(const char *path)
 
 int lb_cli_imatrix(int argc, char **argv)
 {
-    const char *cmd = "imatrix", *model = NULL, *file = NULL, *output = NULL;
+    const char *cmd = "imatrix", *model = NULL, *file = NULL, *output = NULL, *hess_path = NULL;
     long n_ctx = 512, max_chunks = -1, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -54,6 +70,7 @@ int lb_cli_imatrix(int argc, char **argv)
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { VAL(); file = v; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) { VAL(); output = v; }
+        else if (!strcmp(a, "--hessian")) { VAL(); hess_path = v; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { VAL(); if (!lb_cli_int(cmd, a, v, 8, 1 << 20, &n_ctx)) return 2; }
         else if (!strcmp(a, "--chunks")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 1L << 30, &max_chunks)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
@@ -75,6 +92,7 @@ int lb_cli_imatrix(int argc, char **argv)
     lb_gguf *g = NULL;
     lb_model *m = NULL;
     lb_imatrix *im = NULL;
+    lb_hessian *hs = NULL;
     lb_session *s = NULL;
     lb_token *toks = NULL;
     float *logits = NULL;
@@ -93,6 +111,11 @@ int lb_cli_imatrix(int argc, char **argv)
         fprintf(stderr, "lowbit imatrix: %s\n", im ? err.msg : "out of memory");
         goto out;
     }
+    if (hess_path && (!(hs = lb_hessian_new()) || (st = lb_hessian_track_gguf(hs, g, 0, &err)))) {
+        fprintf(stderr, "lowbit imatrix: %s\n", hs ? err.msg : "out of memory");
+        goto out;
+    }
+    both obs = {im, hs};
     lb_model_info info;
     lb_model_get_info(m, &info);
     size_t cap = len + 16, n_tok = 0;
@@ -134,7 +157,10 @@ int lb_cli_imatrix(int argc, char **argv)
     double t0 = lb_time_ms(), sum_nll = 0;
     long count = 0;
     const int first = (int)n_ctx / 2;
-    lb_matmul_set_observer(lb_imatrix_observe, im);
+    if (hs)
+        lb_matmul_set_observer(observe_both, &obs);
+    else
+        lb_matmul_set_observer(lb_imatrix_observe, im);
     for (long c = 0; c < n_chunks; c++) {
         lb_token *chunk = toks + c * n_ctx;
         lb_token saved = chunk[0];
@@ -167,6 +193,14 @@ int lb_cli_imatrix(int argc, char **argv)
         fprintf(stderr, "lowbit imatrix: %s (%s)\n", err.msg, lb_status_str(st));
         goto out;
     }
+    if (hs) {
+        lb_hessian_meta hm = {n_chunks, (int64_t)n_chunks * n_ctx, base_name(file)};
+        if ((st = lb_hessian_write(hs, hess_path, &hm, &err))) {
+            fprintf(stderr, "lowbit imatrix: %s (%s)\n", err.msg, lb_status_str(st));
+            goto out;
+        }
+        printf("%s: Hessians of %lld tensors\n", hess_path, (long long)lb_hessian_n_entries(hs));
+    }
     int64_t n_seen = 0;
     for (int64_t i = 0; i < lb_imatrix_n_entries(im); i++) {
         int64_t rows = 0;
@@ -183,6 +217,7 @@ out:
     free(logits);
     lb_session_free(s);
     lb_imatrix_free(im);
+    lb_hessian_free(hs);
     lb_model_free(m);
     lb_gguf_free(g);
     free(toks);

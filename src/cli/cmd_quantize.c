@@ -22,6 +22,8 @@ static const char *help =
     "  -t, --threads N   threads (default: all CPUs)\n"
     "  --imatrix FILE    importance matrix from `lowbit imatrix`: weighs each column's rounding\n"
     "                    error by its mean squared activation\n"
+    "  --hessian FILE    full input covariances from `lowbit imatrix --hessian`: lbq2/3/4 and\n"
+    "                    Q2_K..Q6_K tensors are rounded with GPTQ/LDLQ error feedback\n"
     "  --bpw B           choose a type per tensor (lbq2 lbq3 lbq4 q4_K q5_K q6_K q8_0) so that the whole file\n"
     "                    has at most B bits per weight, by measured error (use with --imatrix)\n"
     "  --calib FILE      with --bpw: measure each tensor's sensitivity as the KL divergence on\n"
@@ -64,7 +66,7 @@ static bool source_is_quantized(const char *path)
 
 int lb_cli_quantize(int argc, char **argv)
 {
-    const char *cmd = "quantize", *in = NULL, *out = NULL, *imatrix = NULL;
+    const char *cmd = "quantize", *in = NULL, *out = NULL, *imatrix = NULL, *hessian = NULL;
     lb_quantize_params qp = lb_quantize_default_params();
     bool json = false, quiet = false;
     long threads = 0;
@@ -81,6 +83,7 @@ int lb_cli_quantize(int argc, char **argv)
         else if (!strcmp(a, "--pure")) qp.pure = true;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
         else if (!strcmp(a, "--imatrix")) { VAL(); imatrix = v; }
+        else if (!strcmp(a, "--hessian")) { VAL(); hessian = v; }
         else if (!strcmp(a, "--calib")) { VAL(); calib = v; }
         else if (!strcmp(a, "--sens")) { VAL(); sens_path = v; }
         else if (!strcmp(a, "--bpw")) { VAL(); char *end; bpw = strtod(v, &end); if (*end || !(bpw > 0)) { fprintf(stderr, "lowbit quantize: --bpw wants a positive number, got '%s'\n", v); return 2; } }
@@ -133,6 +136,22 @@ int lb_cli_quantize(int argc, char **argv)
                     meta.dataset[0] ? meta.dataset : "?");
         qp.imatrix = im;
     }
+    lb_hessian *hs = NULL;
+    if (hessian) {
+        lb_err herr = {0};
+        lb_status hst = lb_hessian_load_err(hessian, &hs, &herr);
+        if (hst) {
+            fprintf(stderr, "lowbit quantize: %s (%s)\n", herr.msg, lb_status_str(hst));
+            lb_imatrix_free(im);
+            lb_hessian_free(hs);
+            return 1;
+        }
+        lb_hessian_meta meta = lb_hessian_get_meta(hs);
+        if (!quiet && !json)
+            fprintf(stderr, "lowbit quantize: Hessians %s: %lld tensors, %lld tokens of %s\n", hessian,
+                    (long long)lb_hessian_n_entries(hs), (long long)meta.tokens, meta.dataset[0] ? meta.dataset : "?");
+        qp.hessian = hs;
+    }
 
     lb_mix_plan plan = {0};
     if (bpw > 0) {
@@ -146,16 +165,19 @@ int lb_cli_quantize(int argc, char **argv)
         } else if (calib) {
             if (lb__cli_sens_new(in, calib, im, (int)threads, !quiet && !json, &sc) != 0) {
                 lb_imatrix_free(im);
+                lb_hessian_free(hs);
                 return 1;
             }
+            lb__cli_sens_set_hessian(sc, hs);
             rec = (lb__cli_sens_rec){sc, sens_path ? fopen(sens_path, "w") : NULL};
             sens = (lb_mix_sensitivity){lb__cli_sens_measure_rec, &rec};
         } else if (sens_path) {
             fprintf(stderr, "lowbit quantize: cannot read %s (give --calib TEXT to measure it)\n", sens_path);
             lb_imatrix_free(im);
+            lb_hessian_free(hs);
             return 1;
         }
-        lb_status mst = lb_mix_plan_bpw(in, bpw, im, (int)threads, &sens, &plan, &merr);
+        lb_status mst = lb_mix_plan_bpw_h(in, bpw, im, hs, (int)threads, &sens, &plan, &merr);
         if (rec.f)
             fclose(rec.f);
         lb__cli_sens_free(sc);
@@ -163,6 +185,7 @@ int lb_cli_quantize(int argc, char **argv)
         if (mst) {
             fprintf(stderr, "lowbit quantize: %s (%s)\n", merr.msg, lb_status_str(mst));
             lb_imatrix_free(im);
+            lb_hessian_free(hs);
             return 1;
         }
         /* --tensor-type entries first: they win over the plan */
@@ -193,6 +216,7 @@ int lb_cli_quantize(int argc, char **argv)
     lb_status st = lb_quantize_file(in, out, &qp, &rep, &err);
     lb_progress_finish(&bar, false);
     lb_imatrix_free(im);
+    lb_hessian_free(hs);
     lb_mix_plan_free(&plan);
     if (st) {
         fprintf(stderr, "lowbit quantize: %s (%s)\n", err.msg, lb_status_str(st));

@@ -12,6 +12,7 @@
 #include "base/fp16.h"
 #include "format/gguf.h"
 #include "lowbit.h"
+#include "quant/ldlq.h"
 #include "quant/quality.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
@@ -26,13 +27,21 @@ struct lb__cli_sens {
     lb_model *m;
     lb_session *s;
     const lb_imatrix *im;
+    const lb_hessian *h;      /* borrowed, may be NULL */
     lb_token *toks;           /* [n_chunks][SENS_CTX] */
     int n_chunks, n_vocab;
     float *ref;               /* [n_chunks][SENS_CTX / 2][n_vocab] reference logits of the scored halves */
     float *cur;               /* [SENS_CTX / 2][n_vocab] */
     bool verbose;
     int done;
+    int n_threads;
 };
+
+void lb__cli_sens_set_hessian(lb__cli_sens *c, const lb_hessian *h)
+{
+    if (c)
+        c->h = h;
+}
 
 static int eval_chunk(lb__cli_sens *c, int k, float *logits)
 {
@@ -75,6 +84,7 @@ int lb__cli_sens_new(const char *in_path, const char *calib, const lb_imatrix *i
         goto fail;
     c->im = im;
     c->verbose = verbose;
+    c->n_threads = n_threads;
     c->buf = (uint8_t *)read_all(in_path, &c->size);
     if (!c->buf) {
         fprintf(stderr, "lowbit quantize: cannot read %s\n", in_path);
@@ -150,12 +160,35 @@ double lb__cli_sens_measure(void *user, const char *name)
     memcpy(save, data, nbytes);
     const float *imp = c->im ? lb_imatrix_find(c->im, name, NULL) : NULL;
     const lb_quant_traits *src = lb_quant_ref(t->type), *l2 = lb_quant_ref(LB_TYPE_LBQ2);
-    for (int64_t r = 0; r < nrows; r++) {
-        uint8_t *row = data + (size_t)r * src_row;
-        src->dequant(row, x, ne0);
-        lb_quantize_row(LB_TYPE_LBQ2, x, q, ne0, imp);
-        l2->dequant(q, x + ne0, ne0);
-        lb_quantize_row(t->type, x + ne0, row, ne0, NULL);
+    int64_t hcols = 0;
+    const float *hm = c->h ? lb_hessian_find(c->h, name, &hcols) : NULL;
+    if (hm && hcols == ne0) {
+        /* the whole tensor through the LDLQ quantizer, then back to the source type */
+        size_t qrow = lb_type_row_bytes(LB_TYPE_LBQ2, ne0);
+        float *wf = malloc((size_t)nrows * (size_t)ne0 * sizeof *wf); /* [nrows][ne0] */
+        uint8_t *qa = malloc((size_t)nrows * qrow);                   /* [nrows][qrow] */
+        bool ok = wf && qa;
+        for (int64_t r = 0; ok && r < nrows; r++)
+            src->dequant(data + (size_t)r * src_row, wf + r * ne0, ne0);
+        ok = ok && lb_quantize_hessian(LB_TYPE_LBQ2, wf, nrows, ne0, hm, imp, qa, c->n_threads, NULL) == LB_OK;
+        for (int64_t r = 0; ok && r < nrows; r++) {
+            l2->dequant(qa + (size_t)r * qrow, x + ne0, ne0);
+            lb_quantize_row(t->type, x + ne0, data + (size_t)r * src_row, ne0, NULL);
+        }
+        free(wf);
+        free(qa);
+        if (!ok) {
+            memcpy(data, save, nbytes);
+            goto out;
+        }
+    } else {
+        for (int64_t r = 0; r < nrows; r++) {
+            uint8_t *row = data + (size_t)r * src_row;
+            src->dequant(row, x, ne0);
+            lb_quantize_row(LB_TYPE_LBQ2, x, q, ne0, imp);
+            l2->dequant(q, x + ne0, ne0);
+            lb_quantize_row(t->type, x + ne0, row, ne0, NULL);
+        }
     }
     lb_quality qs = {0};
     size_t per = (size_t)(SENS_CTX / 2) * (size_t)c->n_vocab;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "quant/hessian.h"
 #include "quant/imatrix.h"
 
 typedef struct lb__cli_sens lb__cli_sens;
@@ -17,6 +18,9 @@ int lb__cli_sens_new(const char *in_path, const char *calib, const lb_imatrix *i
                      lb__cli_sens **out);
 /* The mean KL (nats) with only tensor `name` rounded to LBQ2; -1 when it cannot be measured. */
 double lb__cli_sens_measure(void *sens, const char *name);
+/* With full input covariances the LBQ2 rounding of a tensor that has one is
+ * the LDLQ rounding the file will get (h is borrowed; NULL turns it off). */
+void lb__cli_sens_set_hessian(lb__cli_sens *s, const lb_hessian *h);
 void lb__cli_sens_free(lb__cli_sens *s);
 
 /* A table of "name KL" lines (the --sens file): loading returns 0 or 1 as

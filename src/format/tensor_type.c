@@ -41,6 +41,7 @@ static const lb_type_layout layouts[LB_TYPE_COUNT] = {
     [LB_TYPE_LBQ2] = {"lbq2", QK_K, 2 + 4 + QK_K / 4},
     [LB_TYPE_LBQ3] = {"lbq3", QK_K, 2 + 4 + QK_K / 4 + QK_K / 8},
     [LB_TYPE_LBQ4] = {"lbq4", QK_K, 2 + 4 + QK_K / 2},
+    [LB_TYPE_LBQV] = {"lbqv", QK_K, 2 + 4 + QK_K / 8 * 2},
     [LB_TYPE_A8_32] = {"a8_32", 32, 4 + 4 + 32},
     [LB_TYPE_A8_K] = {"a8_K", QK_K, 4 + QK_K + QK_K / 16 * 2},
     [LB_TYPE_A8_H] = {"a8_H", QK_K, 4 + QK_K + QK_K / 16 * 2},

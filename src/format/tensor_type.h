@@ -47,6 +47,7 @@ typedef enum lb_type {
     LB_TYPE_LBQ2 = 100,    /* 2-bit, Hadamard-rotated blocks of 256, 2.1875 bpw */
     LB_TYPE_LBQ3 = 101,    /* 3-bit, Hadamard-rotated blocks of 256, 3.1875 bpw */
     LB_TYPE_LBQ4 = 102,    /* 4-bit, Hadamard-rotated blocks of 256, 4.1875 bpw */
+    LB_TYPE_LBQV = 103,    /* 2-bit E8-lattice codewords of 8, Hadamard-rotated blocks of 256, 2.1875 bpw */
 
     /* lowbit-internal activation formats (never stored in a file): int8
      * activations that the weight dot products consume. */

@@ -4,8 +4,12 @@
 
 #include "base/once.h"
 
-static lb_kernel_set scalar_set, avx2_set, wasm_set, neon_set, neon_dotprod_set;
-static bool avx2_ok, wasm_ok, neon_ok, neon_dotprod_ok;
+#include <stdlib.h>
+#include <string.h>
+
+static lb_kernel_set scalar_set, avx2_set, avx512_set, wasm_set, neon_set, neon_dotprod_set;
+static bool avx2_ok, avx512_ok, wasm_ok, neon_ok, neon_dotprod_ok;
+static const lb_kernel_set *best_set;   /* what lb_kernels() returns */
 static lb_once sets_once = LB_ONCE_INIT;
 
 static void axpy_f32(int64_t n, float a, const float *x, float *y)
@@ -30,6 +34,22 @@ static void fill_from_ref(lb_kernel_set *k, const char *isa)
     }
 }
 
+/* The fastest set built, unless LB_ISA caps it: "scalar" for the
+ * references, "avx2" for AVX2 where AVX-512 would be chosen (to compare). */
+static const lb_kernel_set *choose(void)
+{
+    const char *cap = getenv("LB_ISA");
+    if (cap && strcmp(cap, "scalar") == 0)
+        return &scalar_set;
+    if (avx512_ok && !(cap && strcmp(cap, "avx2") == 0))
+        return &avx512_set;
+    if (avx2_ok)
+        return &avx2_set;
+    if (neon_ok)
+        return neon_dotprod_ok ? &neon_dotprod_set : &neon_set;
+    return wasm_ok ? &wasm_set : &scalar_set;
+}
+
 static void build(void)
 {
     fill_from_ref(&scalar_set, "scalar");
@@ -40,11 +60,23 @@ static void build(void)
         lb__kernels_register_avx2_float(&avx2_set);
         lb__kernels_register_avx2_q32(&avx2_set);
         lb__kernels_register_avx2_k(&avx2_set);
+        lb__kernels_register_avx2_gemm(&avx2_set);
         lb__kernels_register_avx2_lbq(&avx2_set);   /* after _k: reuses its A8_K quantizer */
+        lb__kernels_register_avx2_lbqv(&avx2_set);
         lb__fmath_register_avx2(&avx2_set.fmath);
         lb__kvq_register_avx2(&avx2_set.kvq);
         avx2_set.fmath.isa = avx2_set.kvq.isa = "avx2";
         avx2_ok = true;
+        /* VNNI's byte and word dot products replace maddubs/madd/add chains;
+         * what it does not speed up stays AVX2. */
+        if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) {
+            avx512_set = avx2_set;
+            avx512_set.isa = "avx512";
+            lb__kernels_register_avx512_q32(&avx512_set);
+            lb__kernels_register_avx512_k(&avx512_set);
+            lb__kernels_register_avx512_lbq(&avx512_set);
+            avx512_ok = true;
+        }
     }
 #endif
     /* WebAssembly has no run-time feature test: a module built with
@@ -67,6 +99,7 @@ static void build(void)
     lb__kernels_register_neon_float(&neon_set);
     lb__kernels_register_neon_q32(&neon_set);
     lb__kernels_register_neon_k(&neon_set);
+    lb__kernels_register_neon_lbq(&neon_set);   /* after _k: reuses its A8_K quantizer */
     lb__fmath_register_neon(&neon_set.fmath);
     lb__kvq_register_neon(&neon_set.kvq);
     neon_set.fmath.isa = neon_set.kvq.isa = "neon";
@@ -76,9 +109,11 @@ static void build(void)
         neon_dotprod_set.isa = "neon-dotprod";
         lb__kernels_register_neon_dotprod_q32(&neon_dotprod_set);
         lb__kernels_register_neon_dotprod_k(&neon_dotprod_set);
+        lb__kernels_register_neon_dotprod_lbq(&neon_dotprod_set);
         neon_dotprod_ok = true;
     }
 #endif
+    best_set = choose();
 }
 
 const lb_kernel_set *lb_kernels_scalar(void)
@@ -91,6 +126,12 @@ const lb_kernel_set *lb_kernels_avx2(void)
 {
     lb_once_run(&sets_once, build);
     return avx2_ok ? &avx2_set : NULL;
+}
+
+const lb_kernel_set *lb_kernels_avx512(void)
+{
+    lb_once_run(&sets_once, build);
+    return avx512_ok ? &avx512_set : NULL;
 }
 
 const lb_kernel_set *lb_kernels_wasm(void)
@@ -113,9 +154,10 @@ const lb_kernel_set *lb_kernels_neon_dotprod(void)
 
 int lb_kernels_variants(const lb_kernel_set **out, int max)
 {
-    const lb_kernel_set *all[4] = {lb_kernels_avx2(), lb_kernels_neon(), lb_kernels_neon_dotprod(), lb_kernels_wasm()};
+    const lb_kernel_set *all[5] = {lb_kernels_avx2(), lb_kernels_avx512(), lb_kernels_neon(),
+                                   lb_kernels_neon_dotprod(), lb_kernels_wasm()};
     int n = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (all[i] && n < max)
             out[n++] = all[i];
     return n;
@@ -124,9 +166,5 @@ int lb_kernels_variants(const lb_kernel_set **out, int max)
 const lb_kernel_set *lb_kernels(void)
 {
     lb_once_run(&sets_once, build);
-    if (avx2_ok)
-        return &avx2_set;
-    if (neon_ok)
-        return neon_dotprod_ok ? &neon_dotprod_set : &neon_set;
-    return wasm_ok ? &wasm_set : &scalar_set;
+    return best_set;
 }

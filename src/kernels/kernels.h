@@ -20,6 +20,10 @@ typedef struct lb_kernel_set {
     const char *isa;                          /* "scalar", "avx2", ... */
     lb_vec_dot_fn vec_dot[LB_TYPE_COUNT];     /* weight type -> dot with its act_type */
     lb_vec_dot4_fn vec_dot4[LB_TYPE_COUNT];   /* optional (NULL: lb_matmul calls vec_dot per row) */
+    /* The same for 8 activation rows (s[j * s_stride], j < 8), bit-identical
+     * to vec_dot per row: a decode step's rows share each weight block's
+     * unpacking.  Optional (NULL: lb_matmul uses vec_dot4, then vec_dot). */
+    lb_vec_dot4_fn vec_dot8[LB_TYPE_COUNT];
     lb_dequant_fn dequant[LB_TYPE_COUNT];
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */
     /* y[i] += a * x[i] for n floats (attention's weighted sum of values) */
@@ -29,12 +33,16 @@ typedef struct lb_kernel_set {
 } lb_kernel_set;
 
 /* The best set for this CPU (every entry filled: a SIMD variant where one
- * exists, the scalar reference otherwise). */
+ * exists, the scalar reference otherwise).  LB_ISA=scalar|avx2 in the
+ * environment caps the choice (for comparisons). */
 const lb_kernel_set *lb_kernels(void);
 /* The scalar references as a set. */
 const lb_kernel_set *lb_kernels_scalar(void);
 /* The AVX2+FMA+F16C set, or NULL when not compiled in or the CPU lacks it. */
 const lb_kernel_set *lb_kernels_avx2(void);
+/* The AVX2 set with AVX-512 (F, BW, VL, VNNI) kernels where they are faster,
+ * or NULL when the CPU lacks any of those. */
+const lb_kernel_set *lb_kernels_avx512(void);
 /* The WebAssembly SIMD128 set, or NULL unless built with -msimd128. */
 const lb_kernel_set *lb_kernels_wasm(void);
 /* The Arm NEON set (AArch64), or NULL on other targets. */
@@ -57,19 +65,27 @@ const lb_cpu_features *lb_cpu(void);
 void lb__kernels_register_avx2_float(lb_kernel_set *k);  /* F32 F16 BF16 */
 void lb__kernels_register_avx2_q32(lb_kernel_set *k);    /* Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, A8_32 */
 void lb__kernels_register_avx2_k(lb_kernel_set *k);      /* Q2_K..Q6_K, A8_K */
+void lb__kernels_register_avx2_gemm(lb_kernel_set *k);   /* vec_dot8 of Q4_K Q6_K */
 void lb__kernels_register_avx2_lbq(lb_kernel_set *k);    /* LBQ2 LBQ3 LBQ4, A8_H */
+void lb__kernels_register_avx2_lbqv(lb_kernel_set *k);   /* LBQV */
+/* AVX-512 VNNI (kernels/x86/avx512_*.c), on top of the AVX2 set. */
+void lb__kernels_register_avx512_q32(lb_kernel_set *k);  /* Q4_0 Q8_0 */
+void lb__kernels_register_avx512_k(lb_kernel_set *k);    /* Q2_K Q3_K Q4_K Q6_K */
+void lb__kernels_register_avx512_lbq(lb_kernel_set *k);  /* LBQ2 LBQ3 LBQ4 */
 /* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
 void lb__kernels_register_wasm_float(lb_kernel_set *k);
 void lb__kernels_register_wasm_q32(lb_kernel_set *k);
 void lb__kernels_register_wasm_k(lb_kernel_set *k);
-void lb__kernels_register_wasm_lbq(lb_kernel_set *k);   /* LBQ2 LBQ3, A8_H (after _wasm_k) */
+void lb__kernels_register_wasm_lbq(lb_kernel_set *k);   /* LBQ2 LBQ3 LBQ4, A8_H (after _wasm_k) */
 void lb__fmath_register_wasm(lb_fmath *f);
 void lb__kvq_register_wasm(lb_kvq_kernels *k);
 void lb__kernels_register_neon_float(lb_kernel_set *k);
 void lb__kernels_register_neon_q32(lb_kernel_set *k);
 void lb__kernels_register_neon_k(lb_kernel_set *k);
+void lb__kernels_register_neon_lbq(lb_kernel_set *k);           /* LBQ2 LBQ3 LBQ4, A8_H (after _neon_k) */
 void lb__kernels_register_neon_dotprod_q32(lb_kernel_set *k);   /* kernels/arm/neon_*_dotprod.c */
 void lb__kernels_register_neon_dotprod_k(lb_kernel_set *k);
+void lb__kernels_register_neon_dotprod_lbq(lb_kernel_set *k);
 void lb__fmath_register_neon(lb_fmath *f);
 void lb__kvq_register_neon(lb_kvq_kernels *k);
 

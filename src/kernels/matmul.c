@@ -54,9 +54,15 @@ static void quantize_rows(void *ctx, int ith, int nth)
 static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_set *k, int64_t r0, int64_t r1)
 {
     lb_vec_dot_fn dot = k->vec_dot[w->type];
-    lb_vec_dot4_fn dot4 = k->vec_dot4[w->type];
+    lb_vec_dot4_fn dot4 = k->vec_dot4[w->type], dot8 = k->vec_dot8[w->type];
     int64_t t = 0;
-    /* Four activation rows at a time share each weight block's unpacking (same bits as dot). */
+    /* Eight, then four activation rows at a time share each weight block's unpacking (same bits as dot). */
+    for (; dot8 && t + 8 <= j->n; t += 8) {
+        const void *a = (const char *)j->act + (size_t)t * j->act_row;
+        float *yt = y + t * w->rows;
+        for (int64_t r = r0; r < r1; r++)
+            dot8(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
+    }
     for (; dot4 && t + 4 <= j->n; t += 4) {
         const void *a = (const char *)j->act + (size_t)t * j->act_row;
         float *yt = y + t * w->rows;

@@ -12,17 +12,30 @@
  * is computed once per tensor and block column and cached. */
 #include "quant/lbq.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/tensor_type.h"
+#include "quant/ldlq.h"
 #include "quant/quantize.h"
 
 /* Damping added to every importance value, as a fraction of the block's
  * mean: keeps M well conditioned and tempers columns the diagonal
  * statistics overrate (0.01, GPTQ's usual value, gave worse perplexity). */
 #define DAMP 1.0
+
+/* Damping of the full Hessian, as a fraction of its mean diagonal (GPTQ's
+ * usual 0.01); LB_LDLQ_DAMP overrides it for experiments. */
+static double lb__lbq_hessian_damp(void)
+{
+    const char *s = getenv("LB_LDLQ_DAMP");
+    double v = s ? atof(s) : 0;
+    return v > 0 ? v : 0.01;
+}
 
 /* ---- cache of the Cholesky factors, one entry per importance vector */
 
@@ -195,31 +208,30 @@ static double group_err(const float *v, int m, float step)
     return err;
 }
 
-/* One block: x[256] original weights, u the block's factor or NULL (plain
- * rounding).  Fills *d, sc[8] in 1..16 and q[256] in 0..m.  For LBQ4 (m = 15)
- * the stored d is 128 times the step unit (lbq.h). */
-static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, int *sc, uint8_t *q)
+/* The stored d (f16; for LBQ4 128 times the step unit) for a largest group
+ * step smax, and the step unit it gives back. */
+static float block_d(float smax, int m, lb_f16 *d16)
 {
-    float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */
-    memcpy(w, x, sizeof w);
-    lb__lbq_rotate(w);
-    float smax = 0;
-    for (int g = 0; g < 8; g++)
-        smax = fmaxf(smax, best_step(w + 32 * g, m));
     float dscale = m == 15 ? 128.0f : 1.0f;
     *d16 = lb_f32_to_f16(smax / 16.0f * dscale);
-    float d = lb_f16_to_f32(*d16) / dscale;
-    if (!(d > 0)) {
-        *d16 = lb_f32_to_f16(0);
-        for (int g = 0; g < 8; g++)
-            sc[g] = 1;
-        memset(q, (m + 1) / 2, LB_QK_K);
-        return;
-    }
+    return lb_f16_to_f32(*d16) / dscale;
+}
+
+/* One block already in the rotated basis, with the step unit d fixed: w[256]
+ * is updated as errors are fed forward inside the block through u (row
+ * stride ldu: u[i * ldu + k], the factor's entries within the block) or
+ * rounded plainly when u is NULL.  Fills sc[8] in 1..16 and q[256] in 0..m;
+ * returns the largest group step the fed values asked for (which may exceed
+ * 16 d: then the groups were clipped). */
+static float round_block_d(float *w, const float *u, int64_t ldu, int m, float d, int *sc, uint8_t *q)
+{
+    float want = 0;
     for (int g = 0; g < 8; g++) {
         float *v = w + 32 * g;
         /* the group's scale from its values as updated so far */
-        int s0 = lb__qround(best_step(v, m) / d);
+        float bstep = best_step(v, m);
+        want = fmaxf(want, bstep);
+        int s0 = lb__qround(bstep / d);
         int bs = 1;
         double be = INFINITY;
         for (int s = s0 - 1; s <= s0 + 1; s++) {
@@ -231,57 +243,154 @@ static void quantize_block(const float *x, const float *u, int m, lb_f16 *d16, i
                 bs = s;
             }
         }
+        if (s0 > 17)
+            bs = 16;
         sc[g] = bs;
         float step = d * (float)bs;
         for (int e = 32 * g; e < 32 * g + 32; e++) {
             int qi = nearest(m, w[e] / step);
             q[e] = (uint8_t)qi;
             if (u) {
-                const float *ur = u + e * LB_QK_K;
+                const float *ur = u + e * ldu;
                 float err = (w[e] - step * level(m, qi)) / ur[e];
                 for (int k = e + 1; k < LB_QK_K; k++)
                     w[k] -= err * ur[k];
             }
         }
     }
+    return want;
 }
+
+/* One block: d from the largest group step of the values as they come in.
+ * Fills *d16, sc[8], q[256] (see round_block_d).  With a full Hessian the
+ * feedback inside the block can push later groups past 16 d; then the block
+ * is rounded again with d from the steps the first pass asked for. */
+static void round_block(float *w, const float *u, int64_t ldu, int m, bool refit, lb_f16 *d16, int *sc, uint8_t *q)
+{
+    float smax = 0;
+    for (int g = 0; g < 8; g++)
+        smax = fmaxf(smax, best_step(w + 32 * g, m));
+    float d = block_d(smax, m, d16);
+    if (!(d > 0)) {
+        *d16 = lb_f32_to_f16(0);
+        for (int g = 0; g < 8; g++)
+            sc[g] = 1;
+        memset(q, (m + 1) / 2, LB_QK_K);
+        return;
+    }
+    if (!refit || !u) {
+        round_block_d(w, u, ldu, m, d, sc, q);
+        return;
+    }
+    float w0[LB_QK_K]; /* [256] the values as they came in */
+    memcpy(w0, w, sizeof w0);
+    float want = round_block_d(w, u, ldu, m, d, sc, q);
+    if (want > 16.0f * d * 1.02f) {
+        memcpy(w, w0, sizeof w0);
+        float d2 = block_d(want, m, d16);
+        round_block_d(w, u, ldu, m, d2, sc, q);
+    }
+}
+
+/* Block i of a row of type `type` at out gets (d, sc, q). */
+static void pack_block(uint32_t type, void *out, int64_t i, lb_f16 d, const int *sc, const uint8_t *q)
+{
+    uint8_t scales[4];
+    for (int g = 0; g < 4; g++)
+        scales[g] = (uint8_t)((sc[2 * g] - 1) | (sc[2 * g + 1] - 1) << 4);
+    if (type == LB_TYPE_LBQ4) {
+        lb_block_lbq4 *b = (lb_block_lbq4 *)out + i;
+        b->d = d;
+        memcpy(b->scales, scales, 4);
+        memset(b->qs, 0, sizeof b->qs);
+        for (int e = 0; e < LB_QK_K; e++)
+            b->qs[32 * (e / 64) + e % 32] |= (uint8_t)(q[e] << (4 * ((e % 64) / 32)));
+    } else if (type == LB_TYPE_LBQ3) {
+        lb_block_lbq3 *b = (lb_block_lbq3 *)out + i;
+        b->d = d;
+        memcpy(b->scales, scales, 4);
+        memset(b->qs, 0, sizeof b->qs);
+        memset(b->hmask, 0, sizeof b->hmask);
+        for (int e = 0; e < LB_QK_K; e++) {
+            b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((q[e] & 3) << (2 * ((e % 128) / 32)));
+            b->hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
+        }
+    } else {
+        lb_block_lbq2 *b = (lb_block_lbq2 *)out + i;
+        b->d = d;
+        memcpy(b->scales, scales, 4);
+        memset(b->qs, 0, sizeof b->qs);
+        for (int e = 0; e < LB_QK_K; e++)
+            b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * ((e % 128) / 32)));
+    }
+}
+
+static int grid_of(uint32_t type) { return type == LB_TYPE_LBQ4 ? 15 : type == LB_TYPE_LBQ3 ? 7 : 3; }
 
 void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance)
 {
     const float *u = importance ? factors_for(importance, n) : NULL;
-    int m = type == LB_TYPE_LBQ4 ? 15 : type == LB_TYPE_LBQ3 ? 7 : 3;
+    int m = grid_of(type);
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
+        float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */
         uint8_t q[LB_QK_K];
         int sc[8];
         lb_f16 d;
-        quantize_block(x + i * LB_QK_K, u ? u + i * LB_QK_K * LB_QK_K : NULL, m, &d, sc, q);
-        uint8_t scales[4];
-        for (int g = 0; g < 4; g++)
-            scales[g] = (uint8_t)((sc[2 * g] - 1) | (sc[2 * g + 1] - 1) << 4);
-        if (type == LB_TYPE_LBQ4) {
-            lb_block_lbq4 *b = (lb_block_lbq4 *)out + i;
-            b->d = d;
-            memcpy(b->scales, scales, 4);
-            memset(b->qs, 0, sizeof b->qs);
-            for (int e = 0; e < LB_QK_K; e++)
-                b->qs[32 * (e / 64) + e % 32] |= (uint8_t)(q[e] << (4 * ((e % 64) / 32)));
-        } else if (type == LB_TYPE_LBQ3) {
-            lb_block_lbq3 *b = (lb_block_lbq3 *)out + i;
-            b->d = d;
-            memcpy(b->scales, scales, 4);
-            memset(b->qs, 0, sizeof b->qs);
-            memset(b->hmask, 0, sizeof b->hmask);
-            for (int e = 0; e < LB_QK_K; e++) {
-                b->qs[32 * (e / 128) + e % 32] |= (uint8_t)((q[e] & 3) << (2 * ((e % 128) / 32)));
-                b->hmask[e % 32] |= (uint8_t)((q[e] >> 2) << (e / 32));
-            }
-        } else {
-            lb_block_lbq2 *b = (lb_block_lbq2 *)out + i;
-            b->d = d;
-            memcpy(b->scales, scales, 4);
-            memset(b->qs, 0, sizeof b->qs);
-            for (int e = 0; e < LB_QK_K; e++)
-                b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * ((e % 128) / 32)));
-        }
+        memcpy(w, x + i * LB_QK_K, sizeof w);
+        lb__lbq_rotate(w);
+        round_block(w, u ? u + i * LB_QK_K * LB_QK_K : NULL, LB_QK_K, m, false, &d, sc, q);
+        pack_block(type, out, i, d, sc, q);
     }
+}
+
+/* ---- with a full Hessian: the LDLQ driver's callback, one block per group */
+
+typedef struct hess_job {
+    uint32_t type;
+    uint8_t *out;        /* [rows][row_bytes] */
+    size_t row_bytes;
+} hess_job;
+
+static void round_cb(void *user, lb_ldlq_group *grp, float *qv)
+{
+    const hess_job *j = user;
+    int m = grid_of(j->type);
+    uint8_t q[LB_QK_K];
+    int sc[8];
+    lb_f16 d16;
+    round_block(grp->v, grp->u, grp->ldu, m, true, &d16, sc, q);
+    pack_block(j->type, j->out + (size_t)grp->row * j->row_bytes, grp->start / LB_QK_K, d16, sc, q);
+    float d = lb_f16_to_f32(d16) / (m == 15 ? 128.0f : 1.0f);
+    for (int e = 0; e < LB_QK_K; e++)
+        qv[e] = d * (float)sc[e / 32] * level(m, q[e]);
+}
+
+lb_status lb__ldlq_new_lbq(const float *h, int64_t cols, lb_ldlq **out, lb_err *err)
+{
+    if (cols % LB_QK_K)
+        return lb__errf(err, LB_ERR_INVALID_ARG, "lbq: row length %" PRId64 " is not a multiple of 256", cols);
+    lb_ldlq_params p = lb_ldlq_default_params();
+    p.damp = lb__lbq_hessian_damp();
+    return lb_ldlq_new(h, cols, &p, out, err);
+}
+
+lb_status lb__quantize_ldlq_lbq(uint32_t type, const lb_ldlq *f, const float *w, int64_t rows, void *out,
+                                int n_threads, lb_err *err)
+{
+    if (!lb_ldlq_rotated(f))
+        return lb__errf(err, LB_ERR_INVALID_ARG, "lbq: the LDLQ factor must be in the rotated basis");
+    hess_job j = {type, out, lb_type_row_bytes(type, lb_ldlq_cols(f))};
+    return lb_ldlq_quantize_rows(f, w, rows, LB_QK_K, round_cb, &j, n_threads, err);
+}
+
+lb_status lb__quantize_hessian_lbq(uint32_t type, const float *w, int64_t rows, int64_t cols, const float *h,
+                                   void *out, int n_threads, lb_err *err)
+{
+    lb_ldlq *f = NULL;
+    lb_status st = lb__ldlq_new_lbq(h, cols, &f, err);
+    if (st)
+        return st;
+    st = lb__quantize_ldlq_lbq(type, f, w, rows, out, n_threads, err);
+    lb_ldlq_free(f);
+    return st;
 }

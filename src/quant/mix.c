@@ -17,16 +17,20 @@
 
 #include "base/threadpool.h"
 #include "format/gguf.h"
+#include "quant/ldlq.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
 
 #define SAMPLE_ROWS 256
+/* With a Hessian each sampled row costs cols^2 more to measure; the relative
+ * error of 128 rows is steady to a few per cent. */
+#define HESSIAN_SAMPLE_ROWS 128
 
 /* The ladder.  Q2_K and Q3_K are left out on purpose: measured end to end
  * (docs/quantization.md) LBQ3 at 3.19 bpw is as good as Q3_K at 3.44, and
  * the weighted error below ranks the K-quants too well across families,
  * because it sees only the diagonal of the activation statistics. */
-static const uint32_t CANDIDATES[] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3, LB_TYPE_LBQ4, LB_TYPE_Q4_K,
+static const uint32_t CANDIDATES[] = {LB_TYPE_LBQ2, LB_TYPE_LBQV, LB_TYPE_LBQ3, LB_TYPE_LBQ4, LB_TYPE_Q4_K,
                                       LB_TYPE_Q5_K, LB_TYPE_Q6_K, LB_TYPE_Q8_0};
 #define N_CAND ((int)(sizeof CANDIDATES / sizeof CANDIDATES[0]))
 
@@ -38,6 +42,14 @@ static const uint32_t CANDIDATES[] = {LB_TYPE_LBQ2, LB_TYPE_LBQ3, LB_TYPE_LBQ4, 
  * everywhere give the same KL per error energy (docs/quantization.md), so
  * LBQ4 takes the K-quants' factor. */
 #define KQUANT_FACTOR 1.37
+
+/* LB_MIX_KFACTOR overrides it for experiments. */
+static double kquant_factor(void)
+{
+    const char *s = getenv("LB_MIX_KFACTOR");
+    double v = s ? atof(s) : 0;
+    return v > 0 ? v : KQUANT_FACTOR;
+}
 
 /* The quantizer's rule for which tensors it quantizes (quantizer.c). */
 static bool quantizable(const char *name, uint32_t n_dims)
@@ -124,8 +136,71 @@ static double pick(const tinfo *ti, int nt, double lambda, int *choice)
     return total;
 }
 
+/* Relative output error of every candidate on nsample rows of a tensor that
+ * has a Hessian: the rows are quantized together by the file's quantizer
+ * (one LDLQ factor shared by the lbq types).  damage[c] < 0 when a
+ * candidate cannot take the row length. */
+static lb_status measure_hessian(const lb_gguf_tensor *t, const char *name, lb_dequant_fn src_dequant,
+                                 const float *h, const float *imp, int64_t nsample, int n_threads,
+                                 const double *bytes, double *damage, lb_err *err)
+{
+    int64_t ne0 = t->ne[0], nrows = t->ne[1] * t->ne[2] * t->ne[3], stride = nrows / nsample;
+    size_t src_row = lb_type_row_bytes(t->type, ne0);
+    float *w = malloc((size_t)nsample * (size_t)ne0 * sizeof *w);  /* [nsample][ne0] sampled rows */
+    float *y = malloc((size_t)ne0 * sizeof *y);                     /* [ne0] one dequantized row */
+    uint8_t *q = malloc((size_t)nsample * lb_type_row_bytes(LB_TYPE_F32, ne0)); /* [nsample][row bytes] */
+    lb_ldlq *f = NULL;
+    lb_status st = LB_OK;
+    if (!w || !y || !q) {
+        st = lb__errf(err, LB_ERR_NOMEM, "tensor %s: out of memory for the sampled rows", name);
+        goto out;
+    }
+    for (int64_t k = 0; k < nsample; k++)
+        src_dequant((const uint8_t *)t->data + (size_t)(k * stride) * src_row, w + k * ne0, ne0);
+    double sig = 0;
+    for (int64_t k = 0; k < nsample; k++)
+        sig += lb_ldlq_quad(h, w + k * ne0, ne0);
+    for (int c = 0; c < N_CAND; c++) {
+        uint32_t ty = CANDIDATES[c];
+        if (bytes[c] < 0) {
+            damage[c] = -1;
+            continue;
+        }
+        bool lbq = ty == LB_TYPE_LBQ2 || ty == LB_TYPE_LBQ3 || ty == LB_TYPE_LBQ4;
+        if (lbq && !f && (st = lb__ldlq_new_lbq(h, ne0, &f, err)))
+            goto out;
+        st = lbq ? lb__quantize_ldlq_lbq(ty, f, w, nsample, q, n_threads, err)
+                 : lb_quantize_hessian(ty, w, nsample, ne0, h, imp, q, n_threads, err);
+        if (st) {
+            lb__err_prefix(err, "tensor %s: ", name);
+            goto out;
+        }
+        size_t rb = lb_type_row_bytes(ty, ne0);
+        double e = 0;
+        for (int64_t k = 0; k < nsample; k++) {
+            lb_quant_ref(ty)->dequant(q + (size_t)k * rb, y, ne0);
+            for (int64_t i = 0; i < ne0; i++)
+                y[i] = w[k * ne0 + i] - y[i];
+            e += lb_ldlq_quad(h, y, ne0);
+        }
+        damage[c] = sig > 0 ? e / sig : 0;
+    }
+out:
+    lb_ldlq_free(f);
+    free(w);
+    free(y);
+    free(q);
+    return st;
+}
+
 lb_status lb_mix_plan_bpw(const char *in_path, double bpw, const lb_imatrix *imatrix, int n_threads,
                           const lb_mix_sensitivity *sens, lb_mix_plan *out, lb_err *err)
+{
+    return lb_mix_plan_bpw_h(in_path, bpw, imatrix, NULL, n_threads, sens, out, err);
+}
+
+lb_status lb_mix_plan_bpw_h(const char *in_path, double bpw, const lb_imatrix *imatrix, const lb_hessian *hessian,
+                            int n_threads, const lb_mix_sensitivity *sens, lb_mix_plan *out, lb_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!(bpw > 0 && bpw <= 32))
@@ -197,7 +272,27 @@ lb_status lb_mix_plan_bpw(const char *in_path, double bpw, const lb_imatrix *ima
         r->idx = i;
         r->n = (uint64_t)(ne0 * nrows);
         int64_t nsample = nrows < SAMPLE_ROWS ? nrows : SAMPLE_ROWS;
-        for (int c = 0; c < N_CAND; c++) {
+        int64_t hcols = 0;
+        const float *hm = hessian ? lb_hessian_find(hessian, name, &hcols) : NULL;
+        if (hm && hcols != ne0) {
+            st = lb__errf(err, LB_ERR_INVALID_ARG, "tensor %s: the Hessian is %lld x %lld, the rows have %lld columns",
+                          name, (long long)hcols, (long long)hcols, (long long)ne0);
+            goto done;
+        }
+        if (hm) {
+            for (int c = 0; c < N_CAND; c++) {
+                size_t rb = lb_type_row_bytes(CANDIDATES[c], ne0);
+                r->bytes[c] = rb ? (double)rb * (double)nrows : -1;
+            }
+            int64_t hs = nrows < HESSIAN_SAMPLE_ROWS ? nrows : HESSIAN_SAMPLE_ROWS;
+            if ((st = measure_hessian(t, name, src->dequant, hm, imp, hs, nth, r->bytes, r->damage, err)))
+                goto done;
+            for (int c = 0; c < N_CAND; c++)
+                if (CANDIDATES[c] != LB_TYPE_LBQ2 && CANDIDATES[c] != LB_TYPE_LBQV &&
+                    CANDIDATES[c] != LB_TYPE_LBQ3)
+                    r->damage[c] *= kquant_factor();
+        }
+        for (int c = 0; c < N_CAND && !hm; c++) {
             size_t rb = lb_type_row_bytes(CANDIDATES[c], ne0);
             if (!rb) {
                 r->bytes[c] = -1;
@@ -214,8 +309,9 @@ lb_status lb_mix_plan_bpw(const char *in_path, double bpw, const lb_imatrix *ima
                 s += acc[nth + k];
             }
             r->damage[c] = s > 0 ? e / s : 0;
-            if (CANDIDATES[c] != LB_TYPE_LBQ2 && CANDIDATES[c] != LB_TYPE_LBQ3)
-                r->damage[c] *= KQUANT_FACTOR;
+            if (CANDIDATES[c] != LB_TYPE_LBQ2 && CANDIDATES[c] != LB_TYPE_LBQV &&
+                CANDIDATES[c] != LB_TYPE_LBQ3)
+                r->damage[c] *= kquant_factor();
         }
         if (sens && sens->fn) {
             double k = sens->fn(sens->user, name), base = r->damage[0]; /* CANDIDATES[0] is LBQ2 */

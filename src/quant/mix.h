@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "quant/hessian.h"
 #include "quant/imatrix.h"
 #include "quant/quantizer.h"
 
@@ -46,6 +47,14 @@ typedef struct lb_mix_sensitivity {
  * smallest reachable bpw when even the cheapest types do not fit. */
 lb_status lb_mix_plan_bpw(const char *in_path, double bpw, const lb_imatrix *imatrix, int n_threads,
                           const lb_mix_sensitivity *sens, lb_mix_plan *out, lb_err *err);
+
+/* The same with full input covariances (hessian may be NULL, then exactly
+ * lb_mix_plan_bpw): a tensor that has one is measured with the quantizer
+ * that will write it (lb_quantize_hessian: LDLQ for lbq, GPTQ for the
+ * K-quants), and its error is the relative output error energy
+ * sum (w - q) H (w - q)^T / sum w H w^T over the sampled rows. */
+lb_status lb_mix_plan_bpw_h(const char *in_path, double bpw, const lb_imatrix *imatrix, const lb_hessian *hessian,
+                            int n_threads, const lb_mix_sensitivity *sens, lb_mix_plan *out, lb_err *err);
 
 void lb_mix_plan_free(lb_mix_plan *p);
 

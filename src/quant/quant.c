@@ -3,6 +3,7 @@
 
 #include "base/once.h"
 #include "quant/lbq.h"
+#include "quant/lbqv.h"
 
 static lb_quant_traits table[LB_TYPE_COUNT];
 static lb_once table_once = LB_ONCE_INIT;
@@ -13,6 +14,7 @@ static void fill(void)
     lb__quant_ref_register_q32(table);
     lb__quant_ref_register_k(table);
     lb__quant_ref_register_lbq(table);   /* after K: A8_H reuses A8_K's quantizer */
+    lb__quant_ref_register_lbqv(table);
 }
 
 const lb_quant_traits *lb_quant_ref(uint32_t type)

@@ -4,6 +4,7 @@
 
 #include "quant/blocks.h"
 #include "quant/lbq.h"
+#include "quant/lbqv.h"
 #include "quant/quant.h"
 
 bool lb_quantize_supported(uint32_t type)
@@ -12,7 +13,7 @@ bool lb_quantize_supported(uint32_t type)
     case LB_TYPE_F32: case LB_TYPE_F16: case LB_TYPE_BF16:
     case LB_TYPE_Q4_0: case LB_TYPE_Q4_1: case LB_TYPE_Q5_0: case LB_TYPE_Q5_1: case LB_TYPE_Q8_0:
     case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_Q4_K: case LB_TYPE_Q5_K: case LB_TYPE_Q6_K:
-    case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4:
+    case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4: case LB_TYPE_LBQV:
         return true;
     default:
         return false;
@@ -48,6 +49,9 @@ void lb_quantize_row(uint32_t type, const float *x, void *out, int64_t n, const 
         break;
     case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4:
         lb__quantize_row_lbq(type, x, out, n, importance);
+        break;
+    case LB_TYPE_LBQV:
+        lb__quantize_row_lbqv(x, out, n, importance);
         break;
     default:
         break;

@@ -44,6 +44,37 @@ float lb__search_sym(int n, const float *x, const float *w, int lo, int hi, int8
  * non-negative min).  Returns d, fills L and *b. */
 float lb__search_affine(int n, const float *x, const float *w, int nmax, bool b_nonpos, uint8_t *L, float *b);
 
+/* ---- one K-quant super-block at a time (quantize_k.c), for quantizers
+ * that change the weights between blocks (GPTQ, quant/gptq_k.c) */
+
+/* The grid of a K-quant: sub-block length, element quant range, integer
+ * scale range (mins use 0..shi), affine (y = d*sc*q - dmin*mn) or not. */
+typedef struct lb__kspec {
+    int sub;
+    int qlo, qhi;
+    int slo, shi;
+    bool affine;
+} lb__kspec;
+
+/* One super-block unpacked: element e = d*sc[j]*L[e] - dmin*mn[j], j = e / sub. */
+typedef struct lb__kblock {
+    float d, dmin;       /* f16-representable super-scales */
+    int sc[16], mn[16];  /* [256 / sub] integer scales and mins */
+    int8_t L[256];       /* [256] element quants in [qlo, qhi] */
+} lb__kblock;
+
+/* The grid of a K-quant type, or NULL for any other type. */
+const lb__kspec *lb__kquant_spec(uint32_t type);
+/* The search lb_quantize_row does for one super-block x[256] with element
+ * weights w[256] (see lb__quant_weights); fills all of *b. */
+void lb__kquant_fit_block(const lb__kspec *k, const float *x, const float *w, lb__kblock *b);
+/* Re-chooses sub-block j's integer scale and min for the block's fixed d and
+ * dmin so that they fit x[sub] (that sub-block's current values) with
+ * weights w[sub]; sets that sub-block's L. */
+void lb__kquant_fit_sub(const lb__kspec *k, const float *x, const float *w, lb__kblock *b, int j);
+/* Writes b as one block of type (lb_type_row_bytes(type, 256) bytes). */
+void lb__kquant_pack(uint32_t type, const lb__kblock *b, void *out);
+
 /* The per-family row quantizers behind lb_quantize_row (n a multiple of the block). */
 void lb__quantize_row_k(uint32_t type, const float *x, void *out, int64_t n, const float *importance);
 void lb__quantize_row_q32(uint32_t type, const float *x, void *out, int64_t n, const float *importance);

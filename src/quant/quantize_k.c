@@ -18,12 +18,9 @@
 #include "format/tensor_type.h"
 #include "quant/blocks.h"
 
-typedef struct kspec {
-    int sub;        /* elements per sub-block: 16 or 32 */
-    int qlo, qhi;   /* range of the element quants */
-    int slo, shi;   /* range of the integer sub-block scales; mins use 0..shi */
-    bool affine;    /* y = d*sc*q - dmin*m; otherwise y = d*sc*q */
-} kspec;
+/* sub-block of 16 or 32; quants in [qlo, qhi]; integer scales in [slo, shi]
+ * (mins in [0, shi]); affine: y = d*sc*q - dmin*m, otherwise y = d*sc*q */
+typedef lb__kspec kspec;
 
 static const kspec SPEC_Q2 = {16, 0, 3, 0, 15, true};
 static const kspec SPEC_Q3 = {16, -4, 3, -32, 31, false};
@@ -31,11 +28,7 @@ static const kspec SPEC_Q4 = {32, 0, 15, 0, 63, true};
 static const kspec SPEC_Q5 = {32, 0, 31, 0, 63, true};
 static const kspec SPEC_Q6 = {16, -32, 31, -128, 127, false};
 
-typedef struct kblock {
-    float d, dmin;       /* f16-representable super-scales */
-    int sc[16], mn[16];  /* [n_sub] integer scales and mins */
-    int8_t L[LB_QK_K];   /* [256] element quants in [qlo, qhi] */
-} kblock;
+typedef lb__kblock kblock;
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 static inline float f16_round(float v)
@@ -327,5 +320,75 @@ void lb__quantize_row_k(uint32_t type, const float *x, void *out, int64_t n, con
         default:
             return;
         }
+    }
+}
+
+/* ---- single super-blocks, for quantizers that move the weights between
+ * blocks (quant/gptq_k.c) */
+
+const lb__kspec *lb__kquant_spec(uint32_t type)
+{
+    switch (type) {
+    case LB_TYPE_Q2_K: return &SPEC_Q2;
+    case LB_TYPE_Q3_K: return &SPEC_Q3;
+    case LB_TYPE_Q4_K: return &SPEC_Q4;
+    case LB_TYPE_Q5_K: return &SPEC_Q5;
+    case LB_TYPE_Q6_K: return &SPEC_Q6;
+    default: return NULL;
+    }
+}
+
+void lb__kquant_fit_block(const lb__kspec *k, const float *x, const float *w, lb__kblock *b)
+{
+    optimise_block(k, x, w, b);
+}
+
+void lb__kquant_fit_sub(const lb__kspec *k, const float *x, const float *w, lb__kblock *b, int j)
+{
+    /* The float fit of the sub-block alone, rounded onto the block's fixed
+     * (d, dmin), then its integer neighbours and the old pair, scored by
+     * the true error. */
+    float s, m = 0;
+    if (k->affine) {
+        uint8_t Lu[32]; /* [sub] */
+        float bb;
+        s = lb__search_affine(k->sub, x, w, k->qhi, true, Lu, &bb);
+        m = -bb;
+    } else {
+        int8_t Ls[32]; /* [sub] */
+        s = lb__search_sym(k->sub, x, w, k->qlo, k->qhi, Ls);
+    }
+    int s0 = b->d != 0 ? clampi(lb__qround(s / b->d), k->slo, k->shi) : 0;
+    int m0 = k->affine && b->dmin != 0 ? clampi(lb__qround(m / b->dmin), 0, k->shi) : 0;
+    int bs = b->sc[j], bm = b->mn[j];
+    double best = sub_err(k, x, w, b->d * (float)bs, k->affine ? b->dmin * (float)bm : 0.0f, NULL);
+    const int rs = 2, rm = k->affine ? 1 : 0;
+    for (int ds = -rs; ds <= rs; ds++) {
+        for (int dm = -rm; dm <= rm; dm++) {
+            int sc = s0 + ds, mn = m0 + dm;
+            if (sc < k->slo || sc > k->shi || mn < 0 || mn > k->shi)
+                continue;
+            double e = sub_err(k, x, w, b->d * (float)sc, k->affine ? b->dmin * (float)mn : 0.0f, NULL);
+            if (e < best) {
+                best = e;
+                bs = sc;
+                bm = mn;
+            }
+        }
+    }
+    b->sc[j] = bs;
+    b->mn[j] = bm;
+    sub_err(k, x, w, b->d * (float)bs, k->affine ? b->dmin * (float)bm : 0.0f, b->L + j * k->sub);
+}
+
+void lb__kquant_pack(uint32_t type, const lb__kblock *b, void *out)
+{
+    switch (type) {
+    case LB_TYPE_Q2_K: pack_q2_K(b, out); break;
+    case LB_TYPE_Q3_K: pack_q3_K(b, out); break;
+    case LB_TYPE_Q4_K: pack_q4_K(b, out); break;
+    case LB_TYPE_Q5_K: pack_q5_K(b, out); break;
+    case LB_TYPE_Q6_K: pack_q6_K(b, out); break;
+    default: break;
     }
 }

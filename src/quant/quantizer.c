@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/threadpool.h"
 #include "format/gguf.h"
+#include "quant/ldlq.h"
 #include "quant/quant.h"
 #include "quant/quantize.h"
 
@@ -42,19 +43,19 @@ static const mix MIXES[] = {
     /* lowbit's own types (quant/lbq.h): output Q6_K as in the other mixes;
      * file types 100+ are lowbit's, unknown to llama.cpp */
     {"lbq2", LB_TYPE_LBQ2, 100, MIX_Q32},    {"lbq3", LB_TYPE_LBQ3, 101, MIX_Q32},
-    {"lbq4", LB_TYPE_LBQ4, 102, MIX_Q32},
+    {"lbq4", LB_TYPE_LBQ4, 102, MIX_Q32},    {"lbqv", LB_TYPE_LBQV, 103, MIX_Q32},
 };
 #define N_MIXES ((int)(sizeof MIXES / sizeof MIXES[0]))
 
 const char *lb_quantize_mix_names(void)
 {
     return "q4_K_M q4_K_S q3_K_M q3_K_S q2_K q5_K_M q5_K_S q6_K q8_0 q4_0 q4_1 q5_0 q5_1 "
-           "q3_K q4_K q5_K lbq2 lbq3 lbq4 f16 bf16 f32";
+           "q3_K q4_K q5_K lbq2 lbq3 lbq4 lbqv f16 bf16 f32";
 }
 
 lb_quantize_params lb_quantize_default_params(void)
 {
-    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL, NULL, NULL, 0};
+    lb_quantize_params p = {"q4_K_M", false, 0, NULL, NULL, NULL, NULL, NULL, 0};
     return p;
 }
 
@@ -139,7 +140,7 @@ static uint32_t fallback_type(uint32_t t, int64_t ne0, bool output)
     if (output && t != LB_TYPE_F16 && t != LB_TYPE_F32 && t != LB_TYPE_BF16)
         t = LB_TYPE_Q8_0;
     switch (t) {
-    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4: t = LB_TYPE_Q4_0; break;
+    case LB_TYPE_Q2_K: case LB_TYPE_Q3_K: case LB_TYPE_LBQ2: case LB_TYPE_LBQ3: case LB_TYPE_LBQ4: case LB_TYPE_LBQV: t = LB_TYPE_Q4_0; break;
     case LB_TYPE_Q4_K: t = LB_TYPE_Q5_0; break;
     case LB_TYPE_Q5_K: t = LB_TYPE_Q5_1; break;
     case LB_TYPE_Q6_K: t = LB_TYPE_Q8_0; break;
@@ -162,6 +163,7 @@ typedef struct qjob {
     uint8_t *dst;                 /* [nrows][dst_row] */
     float *scratch;               /* [n_threads][2 * ne0] */
     double *err, *sum2;           /* [n_threads] */
+    bool done;                    /* dst already holds the rows: only measure the error */
 } qjob;
 
 static void qjob_run(void *ctx, int ith, int nth)
@@ -174,7 +176,8 @@ static void qjob_run(void *ctx, int ith, int nth)
     for (int64_t r = r0; r < r1; r++) {
         uint8_t *d = j->dst + (size_t)r * j->dst_row;
         j->src_dequant(j->src + (size_t)r * j->src_row, x, j->ne0);
-        lb_quantize_row(j->type, x, d, j->ne0, j->importance);
+        if (!j->done)
+            lb_quantize_row(j->type, x, d, j->ne0, j->importance);
         j->dst_dequant(d, y, j->ne0);
         for (int64_t i = 0; i < j->ne0; i++) {
             double dx = (double)x[i] - y[i];
@@ -365,8 +368,34 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
                 st = lb__errf(err, LB_ERR_NOMEM, "tensor %s: out of memory for %" PRIu64 " bytes", name, r->bytes);
                 goto out;
             }
+            const float *hm = NULL;
+            int64_t hcols = 0;
+            if (p->hessian && lb_quantize_hessian_supported(type) && (hm = lb_hessian_find(p->hessian, name, &hcols)) &&
+                hcols != ne0) {
+                st = lb__errf(err, LB_ERR_INVALID_ARG, "tensor %s: the Hessian is %" PRId64 " x %" PRId64
+                              ", the rows have %" PRId64 " columns (made for another model?)", name, hcols, hcols, ne0);
+                goto out;
+            }
             qjob job = {t->data, lb_type_row_bytes(t->type, ne0), lb_type_row_bytes(type, ne0), nrows, ne0, type,
-                        src->dequant, dst->dequant, imp, bufs[i], scratch, acc, acc + nth};
+                        src->dequant, dst->dequant, imp, bufs[i], scratch, acc, acc + nth, false};
+            if (hm) {
+                /* the whole tensor at once: the feedback runs along each row, threads split the rows */
+                float *wf = malloc((size_t)ne * sizeof *wf); /* [nrows][ne0] */
+                if (!wf) {
+                    st = lb__errf(err, LB_ERR_NOMEM, "tensor %s: out of memory for %" PRId64 " floats", name, ne);
+                    goto out;
+                }
+                for (int64_t rr = 0; rr < nrows; rr++)
+                    src->dequant((const uint8_t *)t->data + (size_t)rr * job.src_row, wf + rr * ne0, ne0);
+                st = lb_quantize_hessian(type, wf, nrows, ne0, hm, imp, bufs[i], nth, err);
+                free(wf);
+                if (st) {
+                    lb__err_prefix(err, "tensor %s: ", name);
+                    goto out;
+                }
+                r->hessian_used = true;
+                job.done = true;
+            }
             memset(acc, 0, (size_t)nth * 2 * sizeof *acc);
             lb_pool_run(pool, qjob_run, &job);
             double e = 0, s2 = 0;
@@ -390,9 +419,10 @@ lb_status lb_quantize_file(const char *in_path, const char *out_path, const lb_q
     /* Files holding lowbit's own types say so: other readers reject the unknown
      * type ids anyway, and this names the documentation. */
     for (int64_t i = 0; i < nt; i++)
-        if (tr[i].type == LB_TYPE_LBQ2 || tr[i].type == LB_TYPE_LBQ3 || tr[i].type == LB_TYPE_LBQ4) {
+        if (tr[i].type == LB_TYPE_LBQ2 || tr[i].type == LB_TYPE_LBQ3 || tr[i].type == LB_TYPE_LBQ4 ||
+            tr[i].type == LB_TYPE_LBQV) {
             if ((st = lb_gguf_writer_set_str(w, "lowbit.quant.types",
-                                             "lbq2=100 lbq3=101 lbq4=102 (lowbit docs/quantization.md)"))) {
+                                             "lbq2=100 lbq3=101 lbq4=102 lbqv=103 (lowbit docs/quantization.md)"))) {
                 st = lb__errf(err, st, "cannot set lowbit.quant.types");
                 goto out;
             }

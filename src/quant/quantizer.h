@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "quant/hessian.h"
 #include "quant/imatrix.h"
 
 /* A per-tensor type: every quantizable tensor whose name contains pattern
@@ -30,6 +31,10 @@ typedef struct lb_quantize_params {
      * tensor, looked up by name; NULL = weigh by x^2 alone.  A tensor the
      * matrix lacks is quantized without it and marked imatrix_missing. */
     const lb_imatrix *imatrix;
+    /* Full input covariances (quant/hessian.h), looked up by name: tensors of
+     * the types lb_quantize_hessian_supported (quant/ldlq.h) are rounded with
+     * GPTQ/LDLQ error feedback; NULL = row by row as above. */
+    const lb_hessian *hessian;
     const lb_quantize_override *overrides;  /* [n_overrides], may be NULL; see --tensor-type, --bpw */
     int n_overrides;
 } lb_quantize_params;
@@ -48,6 +53,7 @@ typedef struct lb_quantize_tensor {
     uint32_t wanted;     /* the type the policy asked for (differs when fallback) */
     bool imatrix_used;   /* quantized with the importance matrix's vector */
     bool imatrix_missing;/* quantized, an importance matrix was given, but it has no entry */
+    bool hessian_used;   /* rounded with the Hessian's error feedback (params.hessian) */
 } lb_quantize_tensor;
 
 typedef struct lb_quantize_report {

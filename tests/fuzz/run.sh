@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 make --no-print-directory fuzz >/dev/null || { echo "run.sh: build failed (run 'make fuzz')"; exit 2; }
 c=build/fuzz/corpus
-mkdir -p "$c/gguf" "$c/tokenizer" "$c/oai"
+mkdir -p "$c/gguf" "$c/tokenizer" "$c/oai" "$c/hessian"
 build/fuzz/gguf_seeds "$c/gguf" || { echo "run.sh: seed generation failed"; exit 2; }
 # Seeds are written here, not committed: the first byte is the target's mode byte (see each target).
 printf '\000Hello world, the kernel\n  tabs\tand spaces' >"$c/tokenizer/seed-plain"
@@ -33,4 +33,6 @@ run() {   # target seconds extra-args...
 run fuzz_gguf $((secs / 2)) -max_len=16384 -dict=tests/fuzz/gguf.dict "$c/gguf"
 run fuzz_tokenizer $((secs / 4 > 0 ? secs / 4 : 1)) -max_len=1024 "$c/tokenizer"
 run fuzz_oai $((secs / 4 > 0 ? secs / 4 : 1)) -max_len=4096 "$c/oai"
+# The Hessian loader starts from the GGUF seeds (read-only second corpus); an extra eighth of the time.
+run fuzz_hessian $((secs / 8 > 0 ? secs / 8 : 1)) -max_len=16384 -dict=tests/fuzz/gguf.dict "$c/hessian" "$c/gguf"
 exit $rc

@@ -365,52 +365,122 @@ static void test_cancel_between_steps(void)
     lb_session_free(s);
 }
 
-/* The 4-row dot products the batched matrix products use give exactly the
- * single-row dot's bits, for every type that has one, at several lengths. */
-static void test_dot4_equals_dot(void)
+/* The 4- and 8-row dot products the batched matrix products use give
+ * exactly the single-row dot's bits and the scalar reference's, for every
+ * type that has one, at several lengths, with the outputs strided. */
+static void test_multirow_dots_equal_dot(void)
 {
     const lb_kernel_set *sets[4];
     int n_sets = lb_kernels_variants(sets, 3);
     sets[n_sets++] = lb_kernels_scalar();
+    const lb_kernel_set *ref = lb_kernels_scalar();
     int checked = 0;
     uint32_t seed = 12345;
     for (int si = 0; si < n_sets; si++)
         for (uint32_t t = 0; t < LB_TYPE_COUNT; t++) {
-            if (!sets[si]->vec_dot4[t])
-                continue;
-            const lb_quant_traits *q = lb_quant_ref(t);
-            const int64_t lens[] = {256, 512, 1536, 2816};
-            for (int li = 0; li < 4; li++) {
-                int64_t n = lens[li];
-                size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(q->act_type, n);
-                unsigned char *w = malloc(wb);       /* [wb] one weight row of random bytes */
-                char *act = malloc(4 * ab);          /* [4][ab] four activation rows */
-                float *x = malloc((size_t)n * sizeof *x);   /* [n] */
-                for (size_t i = 0; i < wb; i++)
-                    w[i] = (unsigned char)((seed = seed * 1664525u + 1013904223u) >> 24);
-                /* keep the f16 scales finite: random bytes can make NaN/inf, which compare unequal to themselves */
-                for (size_t i = 1; i < wb; i += 2)
-                    if ((w[i] & 0x7c) == 0x7c)
-                        w[i] &= 0x3f;
-                for (int j = 0; j < 4; j++) {
-                    for (int64_t i = 0; i < n; i++)
-                        x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-                    sets[si]->quantize[q->act_type](x, act + (size_t)j * ab, n);
+            for (int width = 4; width <= 8; width += 4) {
+                lb_vec_dot4_fn fn = width == 4 ? sets[si]->vec_dot4[t] : sets[si]->vec_dot8[t];
+                if (!fn)
+                    continue;
+                const lb_quant_traits *q = lb_quant_ref(t);
+                const int64_t lens[] = {256, 512, 768, 1536, 2816};
+                for (int li = 0; li < 5; li++) {
+                    int64_t n = lens[li];
+                    size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(q->act_type, n);
+                    unsigned char *w = malloc(wb);       /* [wb] one weight row of random bytes */
+                    char *act = malloc(8 * ab);          /* [8][ab] activation rows */
+                    float *x = malloc((size_t)n * sizeof *x);   /* [n] */
+                    for (size_t i = 0; i < wb; i++)
+                        w[i] = (unsigned char)((seed = seed * 1664525u + 1013904223u) >> 24);
+                    /* keep the f16 scales finite: random bytes can make NaN/inf, which compare unequal to themselves */
+                    for (size_t i = 1; i < wb; i += 2)
+                        if ((w[i] & 0x7c) == 0x7c)
+                            w[i] &= 0x3f;
+                    for (int j = 0; j < width; j++) {
+                        for (int64_t i = 0; i < n; i++)
+                            x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+                        if (j == 5)   /* an all-zero row: its scale is 0 */
+                            memset(x, 0, (size_t)n * sizeof *x);
+                        sets[si]->quantize[q->act_type](x, act + (size_t)j * ab, n);
+                    }
+                    float one[8], sref[8], many[24];
+                    for (int j = 0; j < width; j++) {
+                        sets[si]->vec_dot[t](n, &one[j], w, act + (size_t)j * ab);
+                        ref->vec_dot[t](n, &sref[j], w, act + (size_t)j * ab);
+                    }
+                    fn(n, many, 3, w, act, ab);
+                    for (int j = 0; j < width; j++) {
+                        CHECKF(memcmp(&one[j], &many[3 * j], sizeof(float)) == 0,
+                               "%s dot%d type %u n %lld row %d: %g vs dot %g", sets[si]->isa, width, t, (long long)n,
+                               j, many[3 * j], one[j]);
+                        /* the 32-element families' SIMD dots sum in 8 lanes, within a
+                         * tolerance of the scalar (test_kernels_q32.c); only the
+                         * bit-exact types must match it here */
+                        bool exact_type = q->act_type != LB_TYPE_A8_32;
+                        CHECKF(!exact_type || memcmp(&sref[j], &many[3 * j], sizeof(float)) == 0,
+                               "%s dot%d type %u n %lld row %d: %g vs scalar %g", sets[si]->isa, width, t,
+                               (long long)n, j, many[3 * j], sref[j]);
+                    }
+                    checked++;
+                    free(w);
+                    free(act);
+                    free(x);
                 }
-                float one[4], four[8];
-                for (int j = 0; j < 4; j++)
-                    sets[si]->vec_dot[t](n, &one[j], w, act + (size_t)j * ab);
-                sets[si]->vec_dot4[t](n, four, 2, w, act, ab);
-                for (int j = 0; j < 4; j++)
-                    CHECKF(memcmp(&one[j], &four[2 * j], sizeof(float)) == 0, "%s type %u n %lld row %d: %g vs %g",
-                           sets[si]->isa, t, (long long)n, j, one[j], four[2 * j]);
-                checked++;
-                free(w);
-                free(act);
-                free(x);
             }
         }
-    printf("# dot4 kernels checked: %d (type, length) pairs\n", checked);
+    printf("# dot4/dot8 kernels checked: %d (kernel, type, length) triples\n", checked);
+}
+
+/* lb_matmul of 1..9, 16 and 17 rows (every mix of the 8-, 4- and 1-row
+ * kernels) gives each row exactly the scalar reference's dot, on a weight
+ * whose row count is not a whole number of tiles. */
+static void test_matmul_rows_equal_scalar_dot(void)
+{
+    const uint32_t types[2] = {LB_TYPE_Q4_K, LB_TYPE_Q6_K};
+    const int64_t rows = 37, cols = 768;
+    const lb_kernel_set *ref = lb_kernels_scalar();
+    uint32_t seed = 4242;
+    lb_pool *pool = lb_pool_new(2);
+    enum { NMAX = 17 };
+    float *x = malloc(NMAX * cols * sizeof *x);   /* [NMAX][cols] */
+    for (int64_t i = 0; i < NMAX * cols; i++)
+        x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int ti = 0; ti < 2; ti++) {
+        uint32_t t = types[ti];
+        const lb_quant_traits *q = lb_quant_ref(t);
+        size_t rb = lb_type_row_bytes(t, cols), ab = lb_type_row_bytes(q->act_type, cols);
+        unsigned char *wd = malloc(rb * (size_t)rows);   /* [rows][rb] random weights with finite f16 scales */
+        for (size_t b = 0; b < rb * (size_t)rows; b++)
+            wd[b] = (unsigned char)((seed = seed * 1664525u + 1013904223u) >> 24);
+        for (size_t b = 1; b < rb * (size_t)rows; b += 2)
+            if ((wd[b] & 0x7c) == 0x7c)
+                wd[b] &= 0x3f;
+        lb_matw w = {wd, t, rows, cols, rb};
+        void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, NMAX) + 64);
+        char *act = malloc(ab);                                  /* [ab] one activation row */
+        float *y = malloc(NMAX * rows * sizeof *y);              /* [NMAX][rows] */
+        const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
+        int bad = 0;
+        for (int k = 0; k < 11; k++) {
+            int n = ns[k];
+            lb_matmul(pool, &w, x, n, y, scratch);
+            for (int tr = 0; tr < n; tr++) {
+                ref->quantize[q->act_type](x + tr * cols, act, cols);
+                for (int64_t r = 0; r < rows; r++) {
+                    float e;
+                    ref->vec_dot[t](cols, &e, wd + (size_t)r * rb, act);
+                    bad += memcmp(&e, &y[tr * rows + r], sizeof e) != 0;
+                }
+            }
+            CHECKF(bad == 0, "type %u, %d rows: %d products differ from the scalar dot", t, n, bad);
+        }
+        lb_aligned_free(scratch);
+        free(act);
+        free(y);
+        free(wd);
+    }
+    lb_pool_free(pool);
+    free(x);
 }
 
 /* lb_matmul_fused gives every weight's product exactly as lb_matmul does
@@ -483,7 +553,8 @@ int main(void)
     lb_model_info info;
     lb_model_get_info(g_model, &info);
     g_vocab = info.n_vocab;
-    RUN(test_dot4_equals_dot);
+    RUN(test_multirow_dots_equal_dot);
+    RUN(test_matmul_rows_equal_scalar_dot);
     RUN(test_fused_matmul_equals_separate);
     RUN(test_batched_logits_bit_exact_f16);
     RUN(test_batched_logits_bit_exact_quantized_and_single_thread);

@@ -141,6 +141,74 @@ static void test_too_small(void)
     CHECK(st == LB_ERR_INVALID_ARG);
 }
 
+/* With Hessians (correlated inputs) for the weights: the plan still fits
+ * its budget and the file written with the same Hessians meets it; a
+ * Hessian of the wrong size is refused naming the tensor. */
+static void test_hessian_plan(void)
+{
+    char hpath[256];
+    snprintf(hpath, sizeof hpath, "/tmp/lb_test_mix_%d_h.gguf", (int)getpid());
+    static float h[512 * 512], hs[256 * 256]; /* [512][512] and a wrong [256][256] */
+    static float x[64][512];                  /* [64 tokens][512] inputs with shared factors */
+    for (int t = 0; t < 64; t++) {
+        float f = rng_gauss();
+        for (int c = 0; c < 512; c++)
+            x[t][c] = f * (c % 3 == 0 ? 1.0f : 0.5f) + 0.3f * rng_gauss();
+    }
+    for (int i = 0; i < 512; i++)
+        for (int k = 0; k < 512; k++) {
+            double a = 0;
+            for (int t = 0; t < 64; t++)
+                a += (double)x[t][i] * x[t][k];
+            h[i * 512 + k] = (float)(a / 64);
+        }
+    for (int i = 0; i < 256; i++)
+        hs[i * 256 + i] = 1;
+    for (int bad = 0; bad < 2; bad++) {
+        lb_gguf_writer *w = lb_gguf_writer_new();
+        lb_gguf_writer_set_str(w, "general.type", "hessian");
+        int64_t ne[2] = {512, 512}, ne_bad[2] = {256, 256};
+        for (int t = 0; t < 4; t++)
+            lb_gguf_writer_add_tensor(w, names[t], LB_TYPE_F32, 2, bad && t == 2 ? ne_bad : ne,
+                                      bad && t == 2 ? hs : h);
+        CHECK(lb_gguf_writer_write(w, hpath, NULL) == LB_OK);
+        lb_gguf_writer_free(w);
+        lb_hessian *hes = NULL;
+        CHECK(lb_hessian_load(hpath, &hes) == LB_OK);
+        lb_mix_plan plan;
+        lb_err err = {0};
+        lb_status st = lb_mix_plan_bpw_h(path_in, 3.0, NULL, hes, 1, NULL, &plan, &err);
+        if (bad) {
+            CHECK(st == LB_ERR_INVALID_ARG);
+            CHECKF(strstr(err.msg, names[2]) != NULL, "%s", err.msg);
+            lb_hessian_free(hes);
+            continue;
+        }
+        CHECKF(st == LB_OK, "%s", err.msg);
+        if (st) {
+            lb_hessian_free(hes);
+            continue;
+        }
+        CHECKF(plan.predicted_bpw <= 3.0, "predicted %.3f", plan.predicted_bpw);
+        lb_quantize_params qp = lb_quantize_default_params();
+        qp.overrides = plan.ovr;
+        qp.n_overrides = plan.n;
+        qp.n_threads = 1;
+        qp.hessian = hes;
+        lb_quantize_report rep;
+        CHECKF(lb_quantize_file(path_in, path_out, &qp, &rep, &err) == LB_OK, "%s", err.msg);
+        CHECKF(rep.bpw <= 3.0, "written %.3f bpw", rep.bpw);
+        int used = 0;
+        for (int64_t i = 0; i < rep.n_tensors; i++)
+            used += rep.tensors[i].hessian_used;
+        CHECKF(used == 4 || plan.n < 4, "%d tensors rounded with the Hessian", used);
+        lb_quantize_report_free(&rep);
+        lb_mix_plan_free(&plan);
+        lb_hessian_free(hes);
+    }
+    remove(hpath);
+}
+
 int main(void)
 {
     snprintf(path_in, sizeof path_in, "/tmp/lb_test_mix_%d.gguf", (int)getpid());
@@ -149,6 +217,7 @@ int main(void)
     RUN(test_budget);
     RUN(test_sensitivity);
     RUN(test_too_small);
+    RUN(test_hessian_plan);
     remove(path_in);
     remove(path_out);
     return check_done();

@@ -36,21 +36,51 @@ static float dot16(int64_t n, const lb_f16 *a, const lb_f16 *b)
     return reduce16(lo, hi);
 }
 
+/* ld16 of the first r elements (r may be <= 0 or >= 8), the rest zero, with
+ * nothing past them read: whole pairs by a masked load, an odd last one
+ * inserted. */
+static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
+{
+    if (r >= 8)
+        return ld16(p);
+    if (r <= 0)
+        return _mm256_setzero_ps();
+    __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32((int)(r / 2)), _mm_setr_epi32(0, 1, 2, 3));
+    __m128i h = _mm_maskload_epi32((const int *)(const void *)p, mask);
+    if (r & 1) {
+        switch (r) {   /* the lane must be an immediate */
+        case 1: h = _mm_insert_epi16(h, p[0], 0); break;
+        case 3: h = _mm_insert_epi16(h, p[2], 2); break;
+        case 5: h = _mm_insert_epi16(h, p[4], 4); break;
+        default: h = _mm_insert_epi16(h, p[6], 6); break;
+        }
+    }
+    return _mm256_cvtph_ps(h);
+}
+
 static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
 {
-    __m256 acc[8];   /* [4 vectors][lo, hi] */
+    __m256 acc[8];   /* [4 vectors][lo, hi]; the loops over it unrolled, or gcc keeps it in memory */
+    _Pragma("GCC unroll 8")
     for (int j = 0; j < 8; j++)
         acc[j] = _mm256_setzero_ps();
     int64_t nv = n_vec < n ? n_vec : n, i = 0;
-    for (; i + 64 <= nv; i += 64)
+    for (; i + 64 <= nv; i += 64) {
+        _Pragma("GCC unroll 8")
         for (int j = 0; j < 8; j++)
             acc[j] = _mm256_fmadd_ps(ld16(a + i + 8 * j), ld16(b + i + 8 * j), acc[j]);
+    }
     if (i < nv) {
-        lb_f16 ta[64] = {0}, tb[64] = {0};
-        memcpy(ta, a + i, (size_t)(nv - i) * sizeof *a);
-        memcpy(tb, b + i, (size_t)(nv - i) * sizeof *b);
-        for (int j = 0; j < 8; j++)
-            acc[j] = _mm256_fmadd_ps(ld16(ta + 8 * j), ld16(tb + 8 * j), acc[j]);
+        /* The partial group, zero-padded as the reference reads it: whole
+         * vectors in place, the one straddling nv by a masked load.  Decode
+         * attention over fewer than 64 positions comes here 256 times per
+         * KV head and layer, where copying the group to a zeroed buffer cost
+         * more than the products. */
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++) {
+            int64_t r = nv - (i + 8 * j);
+            acc[j] = _mm256_fmadd_ps(ld16_part(a + i + 8 * j, r), ld16_part(b + i + 8 * j, r), acc[j]);
+        }
     }
     __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
