@@ -3,11 +3,12 @@
 # Chromium and Firefox run headless; WebKit (MiniBrowser has no headless mode) runs under xvfb-run.
 # chat_page.test.mjs (the www/ chat page against `lowbit serve`) is run by tests/server/run.sh, not here.
 # Every figure lands in build/bench/results.duckdb (table browser_results).
-# Environment: LB_BROWSERS="chromium firefox webkit" (subset), LB_BROWSER_MODELS (comma-separated model files).
+# Environment: LB_BROWSERS="chromium firefox webkit" (subset), LB_BROWSER_MODELS (comma-separated model files),
+# LB_WEB_BUILD=dir (build and serve `make web WEB_BUILD=dir` in place of build/web).
 set -u
 cd "$(dirname "$0")/../.."
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
-make -j2 web >/dev/null && make -j2 >/dev/null || { echo "browser: build failed"; echo "browser: 0 passed, 1 failed"; exit 1; }
+make -j2 WEB_BUILD="${LB_WEB_BUILD:-build/web}" web >/dev/null && make -j2 >/dev/null || { echo "browser: build failed"; echo "browser: 0 passed, 1 failed"; exit 1; }
 # lowbit's own 2-bit file for acceptance 1: every block tensor LBQ2 (about 25 s, once).
 own=build/browser/techdocs-28M-lbq2.gguf
 if [ ! -f "$own" ]; then

@@ -2,7 +2,7 @@
 // and switches to cut a download midway or to make the models unreachable ("offline").
 //
 // Paths: /models/NAME -> build/browser/NAME or ../shared/models/NAME (or LB_SHARED/models), /synth/NAME -> a registered in-memory file,
-// anything else -> the repository root.  Run alone: node tests/browser/server.mjs [--port 8080] [--no-isolation]
+// anything else -> the repository root (/build/web/ -> $LB_WEB_BUILD when set).  Run alone: node tests/browser/server.mjs [--port 8080] [--no-isolation]
 
 import { createServer } from 'node:http';
 import { createReadStream, existsSync, promises as fsp } from 'node:fs';
@@ -67,6 +67,8 @@ export async function startServer({ port = 0, isolation = true, quiet = true } =
         } else file = modelPath(p.slice(8));
       } else {
         if (p.endsWith('/')) p += 'index.html';
+        // LB_WEB_BUILD=dir serves another `make web WEB_BUILD=dir` where the SDK looks for build/web (one engineer's build)
+        if (process.env.LB_WEB_BUILD && p.startsWith('/build/web/')) p = `/${process.env.LB_WEB_BUILD.replace(/^\/+|\/+$/g, '')}/${p.slice(11)}`;
         file = path.join(repoRoot, p);
       }
       let size, mtime = 0;

@@ -254,6 +254,53 @@ static void test_dot_simd(void)
     }
 }
 
+/* ---- scales at the edges of float: activations scaled down to 1e-30 .. 1e-41
+ * make d_a * d_w tiny or subnormal in some blocks of a row (the WebAssembly
+ * kernels' exact fused multiply-add has a separate path for those rows),
+ * and half-integer activations with power-of-two scales make float ties
+ * likely.  SIMD must equal the reference bit for bit. */
+static void test_dot_edges(void)
+{
+    const lb_kernel_set *ks = lb_kernels_scalar(), *kv = cur_set;
+    if (!kv) {
+        printf("  (no SIMD kernel set: skipped)\n");
+        return;
+    }
+    static uint8_t w[MAX_BLOCKS * sizeof(lb_block_q6_K)];
+    static float x[MAX_BLOCKS * LB_QK_K];
+    static lb_block_a8_K a[MAX_BLOCKS];
+    const lb_quant_traits *ra = lb_quant_ref(LB_TYPE_A8_K);
+    const float tiny[] = {1e-30f, 1e-33f, 1e-36f, 1e-38f, 1e-40f, 1e-41f};
+    for (int t = 0; t < N_KTYPES; t++) {
+        const ktype *kt = &ktypes[t];
+        if (!ks->vec_dot[kt->type] || !kv->vec_dot[kt->type])
+            continue;
+        int exact = 0, cases = 0;
+        for (int rep = 0; rep < 6; rep++)
+            for (int si = 0; si < N_SIZES; si++) {
+                int nb = sizes_k[si], n = nb * LB_QK_K;
+                make_blocks(kt, w, nb);
+                make_acts(x, n);
+                for (int b = 0; b < nb; b++) {
+                    float f = rep < 4 ? (rng_u32(3) ? tiny[rng_u32(6)] : 1.0f) : 1.0f;
+                    if (rep >= 4)   /* power-of-two weight scales: products land on ties more often */
+                        put_f16(w + (size_t)b * kt->bytes + kt->off_d, ldexpf(1.0f, -(int)rng_u32(12)));
+                    for (int i = 0; i < LB_QK_K; i++)
+                        x[b * LB_QK_K + i] *= f;
+                }
+                ra->quantize(x, a, n);
+                float s0 = NAN, s1 = NAN;
+                ks->vec_dot[kt->type](n, &s0, w, a);
+                kv->vec_dot[kt->type](n, &s1, w, a);
+                int same = memcmp(&s0, &s1, sizeof s0) == 0;
+                CHECKF(same, "%s %s edges rep %d n=%d: simd %a ref %a", kv->isa, kt->name, rep, n, s1, s0);
+                exact += same;
+                cases++;
+            }
+        printf("  %s %s edges: bit-exact %d/%d\n", kv->isa, kt->name, exact, cases);
+    }
+}
+
 /* ---- the integer part is exact: with d_w = dmin_w = d_a = 1 every product
  * is an integer, so the reference dot, the SIMD dot and the dot of the
  * dequantized rows must all equal the exact integer sum.  This also ties the
@@ -585,6 +632,7 @@ int main(void)
         RUN(test_dequant_simd);
         RUN(test_dot_integer);
         RUN(test_dot_simd);
+        RUN(test_dot_edges);
     }
     RUN(test_speed);
     return check_done();

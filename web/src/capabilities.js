@@ -9,6 +9,15 @@ const SIMD_PROBE = new Uint8Array([
   0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b, // code: no locals; i32.const 0; i8x16.splat; end
 ]);
 
+// Relaxed SIMD, the exact instruction the "-relaxed" builds use:
+// (func (param v128 v128) (result v128) local.get 0 local.get 1 i16x8.relaxed_dot_i8x16_i7x16_s).
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x07, 0x01, 0x60, 0x02, 0x7b, 0x7b, 0x01, 0x7b, // type section: (v128, v128) -> v128
+  0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x00, 0x20, 0x01, 0xfd, 0x92, 0x02, 0x0b, // code: opcode 0xfd 0x112
+]);
+
 // A shared memory needs the threads proposal; validate a module that declares one.
 const THREADS_PROBE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
@@ -44,6 +53,7 @@ export async function detectCapabilities() {
     ...browserFamily(nav),
     wasm: typeof WebAssembly === 'object',
     simd: validate(SIMD_PROBE),
+    relaxedSimd: validate(RELAXED_SIMD_PROBE),
     threads: false,
     threadsReason: '',
     crossOriginIsolated: !!globalThis.crossOriginIsolated,
@@ -92,29 +102,44 @@ export async function detectCapabilities() {
 
 /**
  * The builds to try, best first, each with the reason it is (or is not) in the list.
- * backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' (forcing a build skips the ones above it).
- * WebGPU is not a build yet (the next issue); 'auto' notes why it was passed over.
+ * backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' (forcing a build skips the ones above it), or a build's own
+ * name ('simd-mt-relaxed', 'simd-mt', 'simd-relaxed', 'simd', 'nosimd') to start with exactly that build (the
+ * fallbacks after it are then the builds without relaxed SIMD).  Each "-relaxed" build is its base build with the
+ * quantized dot products on relaxed SIMD's 8-bit dot instruction (same results bit for bit); it comes first where
+ * the engine validates that instruction (Chromium does; Firefox ESR and WebKit may not, so it is detected, never
+ * assumed).  WebGPU is not a build yet (the next issue); 'auto' notes why it was passed over.
  */
 export function buildChain(caps, backend = 'auto') {
   const steps = [];
   const chain = [];
-  const order = { auto: 0, webgpu: 0, 'wasm-mt': 0, 'wasm-simd': 1, wasm: 2 };
-  if (!(backend in order)) throw new Error(`unknown backend '${backend}' (use auto, wasm-mt, wasm-simd or wasm)`);
-  const start = order[backend];
+  const order = { auto: 0, webgpu: 0, 'wasm-mt': 0, 'wasm-simd': 2, wasm: 4 };
+  const builds = ['simd-mt-relaxed', 'simd-mt', 'simd-relaxed', 'simd', 'nosimd'];
+  const exact = builds.indexOf(backend);
+  if (!(backend in order) && exact < 0) {
+    throw new Error(`unknown backend '${backend}' (use auto, wasm-mt, wasm-simd, wasm or a build name: ${builds.join(', ')})`);
+  }
+  const start = exact >= 0 ? exact : order[backend];
   if (backend === 'auto' || backend === 'webgpu') {
     steps.push({ build: 'webgpu', taken: false, reason: caps.webgpu.available
       ? 'a WebGPU adapter is present, but the WebGPU backend is not part of this release'
       : `no WebGPU: ${caps.webgpu.reason}` });
   }
   const want = (i, build, ok, why) => {
-    if (i < start) return;
+    if (i < start || (exact >= 0 && i > exact && build.endsWith('-relaxed'))) return;
     steps.push({ build, taken: ok && chain.length === 0, candidate: ok, reason: why });
     if (ok) chain.push(build);
   };
-  want(0, 'simd-mt', caps.simd && caps.threads,
+  const relaxed = caps.relaxedSimd === true;
+  const noRelaxed = 'no relaxed SIMD (i16x8.relaxed_dot_i8x16_i7x16_s does not validate)';
+  want(0, 'simd-mt-relaxed', caps.simd && caps.threads && relaxed,
+    !caps.simd ? 'no WebAssembly SIMD128' : !caps.threads ? `no threads: ${caps.threadsReason}` : !relaxed ? noRelaxed
+      : 'SIMD128, relaxed SIMD and threads available');
+  want(1, 'simd-mt', caps.simd && caps.threads,
     !caps.simd ? 'no WebAssembly SIMD128' : !caps.threads ? `no threads: ${caps.threadsReason}` : 'SIMD128 and threads available');
-  want(1, 'simd', caps.simd, caps.simd ? 'SIMD128 available, single thread' : 'no WebAssembly SIMD128');
-  want(2, 'nosimd', caps.wasm, caps.wasm ? 'plain WebAssembly, the last resort' : 'no WebAssembly at all');
+  want(2, 'simd-relaxed', caps.simd && relaxed,
+    !caps.simd ? 'no WebAssembly SIMD128' : !relaxed ? noRelaxed : 'SIMD128 and relaxed SIMD available, single thread');
+  want(3, 'simd', caps.simd, caps.simd ? 'SIMD128 available, single thread' : 'no WebAssembly SIMD128');
+  want(4, 'nosimd', caps.wasm, caps.wasm ? 'plain WebAssembly, the last resort' : 'no WebAssembly at all');
   if (chain.length === 0) throw new Error('this browser cannot run lowbit: ' + steps.map((s) => `${s.build}: ${s.reason}`).join('; '));
   return { chain, steps };
 }

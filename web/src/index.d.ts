@@ -1,7 +1,8 @@
 // TypeScript declarations of the lowbit web SDK (web/src/index.js).
 
-export type Backend = 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm';
-export type Build = 'simd-mt' | 'simd' | 'nosimd';
+export type Build = 'simd-mt-relaxed' | 'simd-mt' | 'simd-relaxed' | 'simd' | 'nosimd';
+/** A build name starts with exactly that build (then its fallbacks without relaxed SIMD). */
+export type Backend = 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' | Build;
 export type KvType = 'f16' | 'q8' | 'q4' | 'q3' | 'q2';
 export type StorageKind = 'opfs' | 'cache' | 'none';
 
@@ -12,6 +13,8 @@ export interface Capabilities {
   wasm: boolean;
   /** WebAssembly SIMD128 (WebAssembly.validate of a one-instruction module). */
   simd: boolean;
+  /** i16x8.relaxed_dot_i8x16_i7x16_s validates: the "-relaxed" builds can run. */
+  relaxedSimd: boolean;
   /** Shared memory + cross-origin isolation: the threaded build can run. */
   threads: boolean;
   threadsReason: string;

@@ -83,7 +83,7 @@ async function load(o) {
   core = inst.core;
   build = inst.build;
   post({ type: 'progress', phase: 'wasm', build, loaded: 0, total: 0 });
-  const threads = build === 'simd-mt' ? o.threads : 1;
+  const threads = build.startsWith('simd-mt') ? o.threads : 1;
 
   const { store, why: storeWhy } = await openStore(o.storage);
   const key = o.cacheKey || storageKey(o.url);

@@ -85,6 +85,38 @@ static inline void lb__wasm_fma8(float d, v128_t xlo, v128_t xhi, v128_t *acc_lo
     *acc_hi = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(s2), wasm_f32x4_demote_f64x2_zero(s3), 0, 1, 4, 5);
 }
 
+/* The products and addends of fmaf(d, x[k], acc[k]) for 4 lanes of 32-bit
+ * integers x (|x| < 2^24, so exact in float): p_lo/c_lo hold lanes 0 and 1,
+ * p_hi/c_hi lanes 2 and 3, in double (the products exact). */
+static inline void lb__wasm_fma_parts_i32(v128_t dd, v128_t x, v128_t acc, v128_t *p_lo, v128_t *c_lo, v128_t *p_hi,
+                                          v128_t *c_hi)
+{
+    *p_lo = wasm_f64x2_mul(dd, wasm_f64x2_convert_low_i32x4(x));
+    *p_hi = wasm_f64x2_mul(dd, wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(x, x, 2, 3, 0, 1)));
+    *c_lo = wasm_f64x2_promote_low_f32x4(acc);
+    *c_hi = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(acc, acc, 2, 3, 0, 1));
+}
+
+/* Nonzero lanes where the sum s (double) lies exactly halfway between two
+ * normal floats: the only place where rounding it to float can differ from
+ * rounding the exact sum, when the exact sum is a multiple of 2^-149 (as
+ * float times integer plus float is).  Then a sum below FLT_MIN is exact in
+ * double and in float alike (it fits 23 bits), so no double rounding can
+ * happen there, and elsewhere the double nearest the exact sum can only
+ * cross a float rounding boundary by landing on it. */
+static inline v128_t lb__wasm_fma_tie(v128_t s)
+{
+    return wasm_i64x2_eq(wasm_v128_and(s, wasm_i64x2_splat(0x1fffffff)), wasm_i64x2_splat(0x10000000));
+}
+
+/* lb__wasm_fma_tie for the 4 sums in two vectors at once, as 32-bit lanes:
+ * the test reads only the low 32 bits of each double, gathered first. */
+static inline v128_t lb__wasm_fma_ties4(v128_t s_lo, v128_t s_hi)
+{
+    v128_t lo = wasm_i32x4_shuffle(s_lo, s_hi, 0, 2, 4, 6);
+    return wasm_i32x4_eq(wasm_v128_and(lo, wasm_i32x4_splat(0x1fffffff)), wasm_i32x4_splat(0x10000000));
+}
+
 /* fmaf(d, x[k], acc[k]) on 4 lanes. */
 static inline v128_t lb__wasm_fma4(float d, v128_t x, v128_t acc) { return lb__wasm_fma4v(wasm_f32x4_splat(d), x, acc); }
 

@@ -8,7 +8,9 @@
  * operation by operation: Q2_K/Q3_K/Q5_K combine one super-block at a time
  * (combine_k); Q4_K/Q6_K keep the 8-lane accumulators of the reference's
  * lane contract, whose fused multiply-adds are reproduced exactly in double
- * precision (kernels/wasm/wasm_fma.h). */
+ * precision (kernels/wasm/wasm_fma.h).  Built with -DLB_WASM_RELAXED (the
+ * "-relaxed" web builds), the Q4_K/Q6_K products use relaxed SIMD's 8-bit
+ * dot (kernels/wasm/wasm_relaxed.h), exact for their operand ranges. */
 #include "kernels/kernels.h"
 
 #if defined(__wasm_simd128__)
@@ -16,6 +18,7 @@
 #include <wasm_simd128.h>
 
 #include "kernels/wasm/wasm_fma.h"
+#include "kernels/wasm/wasm_relaxed.h"
 #include "quant/blocks.h"
 
 #if defined(__clang__)
@@ -77,6 +80,20 @@ static inline void q4_K_scales_mins(const uint8_t *packed, uint8_t out[16])
     memcpy(out, r, 16);
 }
 
+/* q4_K_scales_mins in SIMD: bytes 0..7 the scales, 8..15 the mins.  A 16-byte
+ * load of the 12 packed bytes (the 4 after them are the block's quants, read
+ * and dropped) avoids the scalar path's stores and the stall of reloading
+ * them as one vector. */
+static inline v128_t q4_K_scales_mins_v(const uint8_t *packed)
+{
+    v128_t u = wasm_v128_load(packed);                                     /* u0 u1 u2 - */
+    v128_t a = wasm_i32x4_shuffle(u, u, 0, 2, 1, 2);                        /* u0 u2 u1 u2 */
+    a = wasm_i32x4_shuffle(a, wasm_u32x4_shr(a, 4), 0, 1, 2, 7);           /* u0 u2 u1 u2>>4 */
+    v128_t hi = wasm_u32x4_shr(wasm_i32x4_shuffle(u, u, 0, 0, 1, 1), 2);   /* -  u0>>2 - u1>>2 */
+    return wasm_v128_or(wasm_v128_and(a, wasm_i32x4_make(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f)),
+                        wasm_v128_and(hi, wasm_i32x4_make(0, 0x30303030, 0, 0x30303030)));
+}
+
 /* Q3_K's sixteen 6-bit scales minus their offset 32. */
 static inline void q3_K_scales(const uint8_t *packed, int8_t out[16])
 {
@@ -97,57 +114,120 @@ static inline v128_t ld(const void *p) { return wasm_v128_load(p); }
 /* ---- dot products */
 
 /* The 16-bit lanes of v: even bytes (sign-extended) and odd bytes. */
-static inline v128_t even_i8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
-static inline v128_t odd_i8(v128_t v) { return wasm_i16x8_shr(v, 8); }
+static inline __attribute__((unused)) v128_t even_i8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
+static inline __attribute__((unused)) v128_t odd_i8(v128_t v) { return wasm_i16x8_shr(v, 8); }
 
-/* Q4_K: 16-bit lane j of a product vector holds elements 2j and 2j+1 summed
- * (even and odd bytes multiplied separately: WebAssembly has no 8-bit
- * multiply), so i32x4.dot_i16x8 with the scale gives the lane contract's
- * lanes (4 consecutive elements) directly: X[g] holds lanes 4g .. 4g+3. */
-/* 16 bytes q of Q4_K quants (low nibbles: elements l, times a0 and scale s0;
- * high nibbles: elements 32 + l, times a1 and s1) as 4 lanes of 4 elements. */
-static inline v128_t dot32_q4(v128_t q, v128_t a0, v128_t a1, v128_t s0, v128_t s1, v128_t m4)
+/* The float part of Q4_K and Q6_K: lane k of acc gets fmaf(d, X[k], acc[k])
+ * for the integer lane sums X, emulated exactly in double (wasm_fma.h): the
+ * product is exact, the sum rounded once to double is right unless it lands
+ * on a float tie (lb__wasm_fma_tie), and then every lane of the block takes
+ * the round-to-odd path. */
+typedef struct fma_lanes {
+    v128_t p[2], c[2], s[2];   /* products, addends and their sums: lanes 0-1 and 2-3, in double */
+} fma_lanes;
+
+static inline void fma_begin(fma_lanes *f, v128_t dd, v128_t x, v128_t acc)
 {
-    v128_t plo = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q, m4), even_i8(a0)),
-                                wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q, 8), m4), odd_i8(a0)));
-    v128_t phi = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q, 4), m4), even_i8(a1)),
-                                wasm_i16x8_mul(wasm_u16x8_shr(q, 12), odd_i8(a1)));
-    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(plo, s0), wasm_i32x4_dot_i16x8(phi, s1));
+    lb__wasm_fma_parts_i32(dd, x, acc, &f->p[0], &f->c[0], &f->p[1], &f->c[1]);
+    f->s[0] = wasm_f64x2_add(f->p[0], f->c[0]);
+    f->s[1] = wasm_f64x2_add(f->p[1], f->c[1]);
+}
+
+static inline v128_t fma_ties(const fma_lanes *f) { return lb__wasm_fma_ties4(f->s[0], f->s[1]); }
+
+static inline v128_t fma_end(const fma_lanes *f, int tie)
+{
+    if (tie)
+        return lb__wasm_fma4v_odd(f->p[0], f->c[0], f->p[1], f->c[1]);
+    return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(f->s[0]), wasm_f32x4_demote_f64x2_zero(f->s[1]), 0, 1, 4, 5);
+}
+
+/* One Q4_K super-block's integer lane sums: X0 lanes 0..3, X1 lanes 4..7,
+ * lane k holding the elements e with e mod 32 in 4k..4k+3, each times its
+ * sub-block scale (sm[0..7]). */
+static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, const uint8_t *sm, v128_t *X0, v128_t *X1)
+{
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t x0 = zero, x1 = zero;
+    /* Not unrolled: clang would hoist every load of the super-block and V8's
+     * register allocator would spill them. */
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
+    for (int c = 0; c < 4; c++) {
+        /* 64 elements: the low nibbles of qs[32c + l] are elements 64c + l
+         * (scale s0), the high nibbles elements 64c + 32 + l (scale s1) */
+        const v128_t s0 = wasm_i16x8_splat(sm[2 * c]), s1 = wasm_i16x8_splat(sm[2 * c + 1]);
+        const v128_t q0 = ld(qs + 32 * c), q1 = ld(qs + 32 * c + 16);
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+        /* pairs of products in 16 bits, then times the scale and paired again */
+        const v128_t m4 = wasm_i8x16_splat(0x0f);
+        x0 = wasm_i32x4_add(x0, wasm_i32x4_add(
+                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c), wasm_v128_and(q0, m4)), s0),
+                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), m4)), s1)));
+        x1 = wasm_i32x4_add(x1, wasm_i32x4_add(
+                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 16), wasm_v128_and(q1, m4)), s0),
+                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), m4)), s1)));
+#else
+        /* WebAssembly has no 8-bit multiply: the even and odd bytes are
+         * multiplied in 16-bit lanes, the nibbles taken straight into them */
+        const v128_t m4 = wasm_i16x8_splat(0x0f);
+        v128_t a;
+        a = ld(aq + 64 * c);
+        v128_t p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q0, m4), even_i8(a)),
+                                  wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 8), m4), odd_i8(a)));
+        a = ld(aq + 64 * c + 32);
+        v128_t r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), even_i8(a)),
+                                  wasm_i16x8_mul(wasm_u16x8_shr(q0, 12), odd_i8(a)));
+        x0 = wasm_i32x4_add(x0, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
+        a = ld(aq + 64 * c + 16);
+        p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q1, m4), even_i8(a)),
+                           wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 8), m4), odd_i8(a)));
+        a = ld(aq + 64 * c + 48);
+        r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), even_i8(a)),
+                           wasm_i16x8_mul(wasm_u16x8_shr(q1, 12), odd_i8(a)));
+        x1 = wasm_i32x4_add(x1, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
+#endif
+    }
+    *X0 = x0;
+    *X1 = x1;
+}
+
+/* Q4_K's min part: lane r gets the mins of sub-blocks 2r and 2r+1 times their
+ * activation sums (sub-block j's sum is bsums[2j] + bsums[2j+1]). */
+static inline v128_t q4_K_min_lanes(v128_t mins, const int16_t *bsums)
+{
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t mn0 = wasm_i8x16_shuffle(mins, zero, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
+    v128_t mn1 = wasm_i8x16_shuffle(mins, zero, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
+    v128_t p0 = wasm_i32x4_dot_i16x8(ld(bsums), mn0), p1 = wasm_i32x4_dot_i16x8(ld(bsums + 8), mn1);
+    return wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 2, 4, 6), wasm_i32x4_shuffle(p0, p1, 1, 3, 5, 7));
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q4_K *b = w;
     const lb_block_a8_K *a = act;
-    const v128_t m4 = wasm_i16x8_splat(0x0f), zero = wasm_i32x4_splat(0);
+    const v128_t zero = wasm_i32x4_splat(0);
     v128_t acc_lo = zero, acc_hi = zero, accm = zero;
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         uint8_t sm[16];   /* [8 scales, 8 mins] */
-        q4_K_scales_mins(b[i].scales, sm);
-        const uint8_t *qs = b[i].qs;
-        const int8_t *aq = a[i].qs;
-        v128_t X0 = zero, X1 = zero;
-        /* Not unrolled: clang would hoist every load of the super-block and
-         * V8's register allocator would spill them. */
-#if defined(__clang__)
-#pragma clang loop unroll(disable)
-#endif
-        for (int c = 0; c < 4; c++) {
-            const v128_t s0 = wasm_i16x8_splat(sm[2 * c]), s1 = wasm_i16x8_splat(sm[2 * c + 1]);
-            X0 = wasm_i32x4_add(X0, dot32_q4(ld(qs + 32 * c), ld(aq + 64 * c), ld(aq + 64 * c + 32), s0, s1, m4));
-            X1 = wasm_i32x4_add(X1, dot32_q4(ld(qs + 32 * c + 16), ld(aq + 64 * c + 16), ld(aq + 64 * c + 48), s0, s1, m4));
-        }
+        const v128_t smv = q4_K_scales_mins_v(b[i].scales);
+        wasm_v128_store(sm, smv);
+        v128_t X0, X1;
+        q4_K_lanes(b[i].qs, a[i].qs, sm, &X0, &X1);
+        v128_t m = q4_K_min_lanes(smv, a[i].bsums);
         float d = a[i].d * h2f(b[i].d);
         float dmin = -a[i].d * h2f(b[i].dmin);
-        lb__wasm_fma8(d, wasm_f32x4_convert_i32x4(X0), wasm_f32x4_convert_i32x4(X1), &acc_lo, &acc_hi);
-        /* lane r: the mins of sub-blocks 2r and 2r+1 times their activation sums
-         * (sub-block j's sum is bsums[2j] + bsums[2j+1]) */
-        v128_t mins = ld(sm);
-        v128_t mn0 = wasm_i8x16_shuffle(mins, zero, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
-        v128_t mn1 = wasm_i8x16_shuffle(mins, zero, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
-        v128_t p0 = wasm_i32x4_dot_i16x8(ld(a[i].bsums), mn0), p1 = wasm_i32x4_dot_i16x8(ld(a[i].bsums + 8), mn1);
-        v128_t m = wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 2, 4, 6), wasm_i32x4_shuffle(p0, p1, 1, 3, 5, 7));
-        accm = lb__wasm_fma4(dmin, wasm_f32x4_convert_i32x4(m), accm);
+        const v128_t dd = wasm_f64x2_splat((double)d);
+        fma_lanes f0, f1, fm;
+        fma_begin(&f0, dd, X0, acc_lo);
+        fma_begin(&f1, dd, X1, acc_hi);
+        fma_begin(&fm, wasm_f64x2_splat((double)dmin), m, accm);
+        int tie = wasm_v128_any_true(wasm_v128_or(wasm_v128_or(fma_ties(&f0), fma_ties(&f1)), fma_ties(&fm)));
+        acc_lo = fma_end(&f0, tie);
+        acc_hi = fma_end(&f1, tie);
+        accm = fma_end(&fm, tie);
     }
     *s = hsum8(acc_lo, acc_hi) + ((wasm_f32x4_extract_lane(accm, 0) + wasm_f32x4_extract_lane(accm, 2)) +
                                   (wasm_f32x4_extract_lane(accm, 1) + wasm_f32x4_extract_lane(accm, 3)));
@@ -155,19 +235,28 @@ static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 
 /* 16 positions l of one Q6_K half: the four 32-element chunks k at those l
  * (6-bit values v[k] - 32 times activations ak[k] and scale sc[2k]) as 4 lanes
- * of 4 consecutive l, the even and odd bytes multiplied separately. */
+ * of 4 consecutive l.  The bits are gathered with 16-bit shifts: every
+ * shifted byte is masked, so what crosses from the neighbouring byte is
+ * dropped. */
 static inline v128_t dot16x4_q6(v128_t q0, v128_t q1, v128_t qh, const int8_t *ak, const int8_t *sc)
 {
-    const v128_t m4 = wasm_i8x16_splat(0x0f), m2h = wasm_i8x16_splat(0x30), k32 = wasm_i8x16_splat(32);
+    const v128_t m4 = wasm_i8x16_splat(0x0f), m2h = wasm_i8x16_splat(0x30);
     v128_t v[4];
-    v[0] = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i8x16_shl(qh, 4), m2h));
-    v[1] = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i8x16_shl(qh, 2), m2h));
-    v[2] = wasm_v128_or(wasm_u8x16_shr(q0, 4), wasm_v128_and(qh, m2h));
-    v[3] = wasm_v128_or(wasm_u8x16_shr(q1, 4), wasm_v128_and(wasm_u8x16_shr(qh, 2), m2h));
+    v[0] = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i16x8_shl(qh, 4), m2h));
+    v[1] = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i16x8_shl(qh, 2), m2h));
+    v[2] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), wasm_v128_and(qh, m2h));
+    v[3] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), wasm_v128_and(wasm_u16x8_shr(qh, 2), m2h));
     v128_t r = wasm_i32x4_splat(0);
     for (int k = 0; k < 4; k++) {
-        v128_t q = wasm_i8x16_sub(v[k], k32), av = ld(ak + 32 * k);
+        v128_t av = ld(ak + 32 * k);
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+        /* (v - 32) * a as v * a - 32 * a: v in 0..63 is the unsigned operand,
+         * and the difference (at most 24130 in magnitude) fits 16 bits */
+        v128_t p = wasm_i16x8_sub(lb__wasm_dot_i8_u7(av, v[k]), lb__wasm_dot_i8_u7(av, wasm_i8x16_splat(32)));
+#else
+        v128_t q = wasm_i8x16_sub(v[k], wasm_i8x16_splat(32));
         v128_t p = wasm_i16x8_add(wasm_i16x8_mul(even_i8(q), even_i8(av)), wasm_i16x8_mul(odd_i8(q), odd_i8(av)));
+#endif
         r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(p, wasm_i16x8_splat(sc[2 * k])));
     }
     return r;
@@ -193,7 +282,13 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
                                                aq + 128 * h + 16, sc + 8 * h + 1));
         }
         float d = a[i].d * h2f(b[i].d);
-        lb__wasm_fma8(d, wasm_f32x4_convert_i32x4(X0), wasm_f32x4_convert_i32x4(X1), &acc_lo, &acc_hi);
+        const v128_t dd = wasm_f64x2_splat((double)d);
+        fma_lanes f0, f1;
+        fma_begin(&f0, dd, X0, acc_lo);
+        fma_begin(&f1, dd, X1, acc_hi);
+        int tie = wasm_v128_any_true(wasm_v128_or(fma_ties(&f0), fma_ties(&f1)));
+        acc_lo = fma_end(&f0, tie);
+        acc_hi = fma_end(&f1, tie);
     }
     *s = hsum8(acc_lo, acc_hi);
 }
