@@ -13,6 +13,7 @@
 #include "base/threadpool.h"
 #include "format/tensor_type.h"
 #include "quant/blocks.h"
+#include "quant/ldlq.h"
 #include "quant/quantize.h"
 
 /* lambda = DAMP * mean(diag h), GPTQ's usual value.  On techdocs-28M q4_K
@@ -23,92 +24,6 @@
 #define TILE_ROWS 16
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* sum a[k] b[k] over k < n, in four independent sums: one running sum
- * would wait on the adder's latency for every term. */
-static double dot_d(const double *a, const double *b, int64_t n)
-{
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t k = 0;
-    for (; k + 4 <= n; k += 4) {
-        s0 += a[k] * b[k];
-        s1 += a[k + 1] * b[k + 1];
-        s2 += a[k + 2] * b[k + 2];
-        s3 += a[k + 3] * b[k + 3];
-    }
-    for (; k < n; k++)
-        s0 += a[k] * b[k];
-    return (s0 + s1) + (s2 + s3);
-}
-
-/* In place: the lower Cholesky factor of a[n][n] (symmetric positive
- * definite, lower triangle read).  Returns false if a pivot is not
- * positive (h not positive definite even after damping). */
-static bool cholesky_lower(double *a, int64_t n)
-{
-    for (int64_t j = 0; j < n; j++) {
-        double *aj = a + j * n;
-        double s = aj[j] - dot_d(aj, aj, j);
-        if (!(s > 0))
-            return false;
-        double r = sqrt(s);
-        aj[j] = r;
-        for (int64_t i = j + 1; i < n; i++) {
-            double *ai = a + i * n;
-            ai[j] = (ai[j] - dot_d(ai, aj, j)) / r;
-        }
-    }
-    return true;
-}
-
-/* u[n][n] = the upper factor U of (h + lambda I)^-1 = U^T U, in float.
- * With P the order reversal, P H P = L L^T gives H = M M^T for the upper
- * triangular M = P L P, so H^-1 = M^-T M^-1 and U = M^-1: one Cholesky
- * and one triangular inverse, no explicit inverse of H. */
-static lb_status inverse_upper_factor(const float *h, int64_t n, float *u)
-{
-    double *a = malloc((size_t)n * (size_t)n * sizeof *a); /* [n][n] reversed H, then L */
-    if (!a)
-        return LB_ERR_NOMEM;
-    double tr = 0;
-    for (int64_t i = 0; i < n; i++)
-        tr += h[i * n + i] > 0 ? h[i * n + i] : 0;
-    double lambda = DAMP * tr / (double)n;
-    if (!(lambda > 0))
-        lambda = 1; /* an all-zero h: no feedback, plain rounding */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j <= i; j++) {
-            /* symmetrised, in case h was accumulated in a different order above and below */
-            double v = 0.5 * ((double)h[(n - 1 - i) * n + (n - 1 - j)] + (double)h[(n - 1 - j) * n + (n - 1 - i)]);
-            a[i * n + j] = v + (i == j ? lambda : 0);
-        }
-    if (!cholesky_lower(a, n)) {
-        free(a);
-        return LB_ERR_RANGE;
-    }
-    /* X = L^-1 by forward substitution, one column at a time, stored
-     * transposed (xt[j] = column j of X) so the inner loop is a contiguous
-     * dot product; then U = M^-1 = P X P. */
-    double *x = calloc((size_t)n * (size_t)n, sizeof *x); /* [n][n] xt[j][i] = (L^-1)[i][j], i >= j */
-    if (!x) {
-        free(a);
-        return LB_ERR_NOMEM;
-    }
-    for (int64_t j = 0; j < n; j++) {
-        double *xj = x + j * n;
-        xj[j] = 1.0 / a[j * n + j];
-        for (int64_t i = j + 1; i < n; i++) {
-            const double *ai = a + i * n;
-            xj[i] = -dot_d(ai + j, xj + j, i - j) / ai[i];
-        }
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++)
-            u[i * n + j] = j >= i ? (float)x[(n - 1 - j) * n + (n - 1 - i)] : 0.0f;
-    free(x);
-    free(a);
-    return LB_OK;
-}
 
 typedef struct job {
     uint32_t type;
@@ -220,12 +135,17 @@ lb_status lb_gptq_k_quantize(uint32_t type, const float *w, int64_t rows, int64_
         free(imp);
         return LB_ERR_NOMEM;
     }
-    lb_status st = inverse_upper_factor(h, cols, u);
+    /* The factor is LDLQ's (ldlq.c), unrotated: the same algebra serves both. */
+    lb_ldlq_params lp = {.damp = DAMP, .rotate = false};
+    lb_ldlq *f = NULL;
+    lb_status st = lb_ldlq_new(h, cols, &lp, &f, NULL);
     if (st != LB_OK) {
         free(u);
         free(imp);
         return st;
     }
+    memcpy(u, lb_ldlq_factor(f), (size_t)cols * (size_t)cols * sizeof *u);
+    lb_ldlq_free(f);
     for (int64_t c = 0; c < cols; c++) {
         float v = importance ? importance[c] : h[c * cols + c];
         imp[c] = isfinite(v) && v > 0 ? v : 0.0f;

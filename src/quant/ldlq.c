@@ -30,6 +30,7 @@ lb_ldlq_params lb_ldlq_default_params(void)
 
 int64_t lb_ldlq_cols(const lb_ldlq *f) { return f ? f->n : 0; }
 bool lb_ldlq_rotated(const lb_ldlq *f) { return f && f->rotate; }
+const float *lb_ldlq_factor(const lb_ldlq *f) { return f ? f->u : NULL; }
 
 void lb_ldlq_free(lb_ldlq *f)
 {

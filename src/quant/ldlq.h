@@ -39,6 +39,8 @@ lb_status lb_ldlq_new(const float *h, int64_t n, const lb_ldlq_params *p, lb_ldl
 void lb_ldlq_free(lb_ldlq *f); /* NULL is accepted */
 int64_t lb_ldlq_cols(const lb_ldlq *f);
 bool lb_ldlq_rotated(const lb_ldlq *f);
+/* U itself: [n][n] row-major, upper (lower part zero); valid until lb_ldlq_free. */
+const float *lb_ldlq_factor(const lb_ldlq *f);
 
 /* One group handed to a rounding callback.  Values are in the processed
  * basis (rotated when the factor rotates). */
