@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "kernels/x86/k_common.h"
 
 /* Bit-exactness needs every a*b+c outside the explicit FMAs rounded twice:
  * gcc in ISO C mode does not contract, clang must be told. */
@@ -19,20 +20,6 @@
  * their scales about fill the sixteen ymm registers.  The float accumulators
  * live in memory; they change once per 256 weights. */
 #define ROWS 8
-
-static inline __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-
-/* Q4_K's twelve packed bytes as 8 scales (bytes 0-7) and 8 mins (bytes 8-15). */
-static inline __m128i q4_K_scales_mins(const uint8_t *packed)
-{
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
-    uint32_t m_lo = u[1] & 0x3f3f3f3fu;
-    uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
-    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-}
 
 /* The final sums of eight rows at once: s[j] = hsum8(acc[j]) (+ hsum4 of
  * row j's half of accm2[j / 2] when accm2 is given), with the additions of

@@ -9,6 +9,7 @@
 
 #include "base/fp16.h"
 #include "quant/blocks.h"
+#include "kernels/x86/k_common.h"
 
 /* Bit-exactness between reference and SIMD needs every a*b+c rounded twice,
  * never fused: gcc in ISO C mode does not contract, clang must be told. */
@@ -22,40 +23,6 @@
  * then become immediates and constants instead of per-iteration work. */
 #define UNROLL _Pragma("GCC unroll 8")
 
-/* The float combination of one super-block, identical to the reference's. */
-static inline float combine_k(float acc, float da, float d, float dmin, int32_t isum, int32_t msum)
-{
-    float dd = da * d;
-    float dm = da * dmin;
-    return acc + (dd * (float)isum - dm * (float)msum);
-}
-
-/* Horizontal sums of two int32x8 vectors at once (one shared reduction tree). */
-static inline void hsum2_i32(__m256i a, __m256i b, int32_t *sa, int32_t *sb)
-{
-    __m256i h = _mm256_hadd_epi32(a, b);
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    s = _mm_hadd_epi32(s, s);
-    *sa = _mm_cvtsi128_si32(s);
-    *sb = _mm_extract_epi32(s, 1);
-}
-
-/* Moves bit `from` of every byte to bit `to` and clears the rest. */
-static inline __m256i move_bit(__m256i v, int from, int to)
-{
-    __m256i mask = _mm256_set1_epi8((char)(1 << to));
-    if (from < to)
-        v = _mm256_slli_epi16(v, to - from);
-    else if (from > to)
-        v = _mm256_srli_epi16(v, from - to);
-    return _mm256_and_si256(v, mask);
-}
-
-/* F16C conversion: exact, so the same value as the reference's lb_f16_to_f32. */
-static inline float h2f(lb_f16 h) { return _cvtsh_ss(h); }
-
-static inline __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-
 /* Shuffle masks that spread one int16 scale over a register.  bcast_word[j]:
  * word j of each 128-bit lane everywhere (sub-blocks of 32: one scale per
  * register).  pair_word[k]: word 2k in the low lane and word 2k+1 in the high
@@ -65,53 +32,7 @@ static inline __m256i bcast_word(int j)
     return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8)));
 }
 
-static inline __m256i pair_word(int k)
-{
-    __m128i lo = _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8)));
-    __m128i hi = _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8)));
-    return _mm256_set_m128i(hi, lo);
-}
-
-/* Q4_K/Q5_K packed scales and mins as two 8-byte groups, via 32-bit word
- * masks instead of eight get-scale calls.  out[0..7] scales, out[8..15] mins. */
-static inline __m128i q4_K_scales_mins(const uint8_t *packed)
-{
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
-    uint32_t m_lo = u[1] & 0x3f3f3f3fu;
-    uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
-    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-}
-
-/* Q3_K's sixteen 6-bit scales, minus their offset 32, as int8. */
-static inline __m128i q3_K_scales(const uint8_t *packed)
-{
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t s0 = (u[0] & 0x0f0f0f0fu) | ((u[2] << 4) & 0x30303030u);
-    uint32_t s1 = (u[1] & 0x0f0f0f0fu) | ((u[2] << 2) & 0x30303030u);
-    uint32_t s2 = ((u[0] >> 4) & 0x0f0f0f0fu) | (u[2] & 0x30303030u);
-    uint32_t s3 = ((u[1] >> 4) & 0x0f0f0f0fu) | ((u[2] >> 2) & 0x30303030u);
-    return _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
-}
-
 /* ---- dot products */
-
-/* Q4_K and Q6_K: the 8-lane float order of the scalar reference (quant/ref_k.c). */
-static inline float hsum8(__m256 v)
-{
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-}
-
-static inline float hsum4(__m128 r)
-{
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-}
 
 static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {

@@ -8,6 +8,7 @@
 
 #include "base/fp16.h"
 #include "quant/blocks.h"
+#include "kernels/x86/k_common.h"
 
 /* Bit-exactness with the reference needs every a*b+c rounded twice unless
  * the reference itself fuses it: gcc in ISO C mode does not contract, clang
@@ -29,89 +30,10 @@
  * execution time, while the narrow one keeps the reference's 8-lane order
  * without folding.  VNNI on 256-bit registers needs only AVX512VL. */
 
-static inline __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-
 /* acc += madd(p, sc): int16 pairs times int16 scales, summed into int32
  * lanes (no saturation: the products of a maddubs result and a 6-bit scale
  * stay far inside int32). */
 static inline __m256i dpw(__m256i acc, __m256i p, __m256i sc) { return _mm256_dpwssd_epi32(acc, p, sc); }
-
-/* The float combination of one super-block, identical to the reference's. */
-static inline float combine_k(float acc, float da, float d, float dmin, int32_t isum, int32_t msum)
-{
-    float dd = da * d;
-    float dm = da * dmin;
-    return acc + (dd * (float)isum - dm * (float)msum);
-}
-
-static inline void hsum2_i32(__m256i a, __m256i b, int32_t *sa, int32_t *sb)
-{
-    __m256i h = _mm256_hadd_epi32(a, b);
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    s = _mm_hadd_epi32(s, s);
-    *sa = _mm_cvtsi128_si32(s);
-    *sb = _mm_extract_epi32(s, 1);
-}
-
-/* Bit `from` of every byte moved to bit `to`, the rest cleared. */
-static inline __m256i move_bit(__m256i v, int from, int to)
-{
-    __m256i mask = _mm256_set1_epi8((char)(1 << to));
-    if (from < to)
-        v = _mm256_slli_epi16(v, to - from);
-    else if (from > to)
-        v = _mm256_srli_epi16(v, from - to);
-    return _mm256_and_si256(v, mask);
-}
-
-static inline float h2f(lb_f16 h) { return _cvtsh_ss(h); }
-
-/* Word 2k of each 128-bit lane's scales in the low lane, word 2k+1 in the
- * high one (a 32-byte register spans two 16-element sub-blocks). */
-static inline __m256i pair_word(int k)
-{
-    __m128i lo = _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8)));
-    __m128i hi = _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8)));
-    return _mm256_set_m128i(hi, lo);
-}
-
-/* Q4_K's packed 6-bit scales and mins: bytes 0..7 scales, 8..15 mins. */
-static inline __m128i q4_K_scales_mins(const uint8_t *packed)
-{
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
-    uint32_t m_lo = u[1] & 0x3f3f3f3fu;
-    uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
-    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
-}
-
-/* Q3_K's sixteen 6-bit scales minus 32, as int8. */
-static inline __m128i q3_K_scales(const uint8_t *packed)
-{
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t s0 = (u[0] & 0x0f0f0f0fu) | ((u[2] << 4) & 0x30303030u);
-    uint32_t s1 = (u[1] & 0x0f0f0f0fu) | ((u[2] << 2) & 0x30303030u);
-    uint32_t s2 = ((u[0] >> 4) & 0x0f0f0f0fu) | (u[2] & 0x30303030u);
-    uint32_t s3 = ((u[1] >> 4) & 0x0f0f0f0fu) | ((u[2] >> 2) & 0x30303030u);
-    return _mm_sub_epi8(_mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0), _mm_set1_epi8(32));
-}
-
-/* The reference's 8-lane reduction: (hi4 + lo4), then (0+2) + (1+3). */
-static inline float hsum8(__m256 v)
-{
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-}
-
-static inline float hsum4(__m128 r)
-{
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-}
 
 /* ---- Q4_K: lane k of the integer sum holds bytes 4k..4k+3 of every
  * 32-byte chunk, which is what maddubs followed by a word-pair dot gives. */
