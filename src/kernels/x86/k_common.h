@@ -10,6 +10,13 @@
 
 #include "base/fp16.h"
 
+/* combine_k's a*b - c*d must round like the reference's (no fused
+ * multiply-add): gcc in ISO C mode does not contract, clang must be told,
+ * here as well as in each including file. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 static inline __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* F16C conversion: exact, so the same value as the reference's lb_f16_to_f32. */
