@@ -197,7 +197,7 @@ int lb_cli_quantize(int argc, char **argv)
         for (int k = 0; k < plan.n && n_all < (int)(sizeof all / sizeof all[0]); k++) {
             all[n_all++] = plan.ovr[k];
             own |= plan.choices[k].type == LB_TYPE_LBQ2 || plan.choices[k].type == LB_TYPE_LBQ3 ||
-                   plan.choices[k].type == LB_TYPE_LBQ4;
+                   plan.choices[k].type == LB_TYPE_LBQ4 || plan.choices[k].type == LB_TYPE_LBQV;
         }
         qp.overrides = all;
         qp.n_overrides = n_all;
