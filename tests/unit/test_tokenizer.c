@@ -347,7 +347,7 @@ static bool to_gguf(lb_gguf_writer *w, mem_gguf *m)
 
 static lb_gguf_writer *spm_writer(int n_tok, int n_scores)
 {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab"};
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81\x61" /* "▁a" */, "ab"};
     lb_gguf_str s[8];
     float sc[8] = {0, 0, 0, -1, -2, -3, -0.5f, -0.25f};
     for (int i = 0; i < 8; i++)
