@@ -173,7 +173,8 @@ function newWorker() {
 /**
  * Loads a GGUF model into a new engine.
  * options: {
- *   backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm', onProgress({ phase, loaded, total }), signal,
+ *   backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' | a build name ('simd-mt-relaxed', 'simd-mt', 'simd-relaxed',
+ *            'simd', 'nosimd': that build first, then its fallbacks), onProgress({ phase, loaded, total }), signal,
  *   memoryBudget (bytes), profile (name or overrides), contextLength, minContext, kvType ('auto'|'f16'|'q8'|'q4'|'q3'|'q2'),
  *   threads, sha256 (hex), storage ('opfs'|'cache'|'none'), cacheKey, retries, stallMs, wasmBase (URL of build/web/),
  *   preflightOnly (stop after the preflight and resolve with its report), persist (default true)
