@@ -28,15 +28,6 @@
  * statistics overrate (0.01, GPTQ's usual value, gave worse perplexity). */
 #define DAMP 1.0
 
-/* Damping of the full Hessian, as a fraction of its mean diagonal (GPTQ's
- * usual 0.01); LB_LDLQ_DAMP overrides it for experiments. */
-static double lb__lbq_hessian_damp(void)
-{
-    const char *s = getenv("LB_LDLQ_DAMP");
-    double v = s ? atof(s) : 0;
-    return v > 0 ? v : 0.01;
-}
-
 /* ---- cache of the Cholesky factors, one entry per importance vector */
 
 typedef struct {
@@ -370,7 +361,6 @@ lb_status lb__ldlq_new_lbq(const float *h, int64_t cols, lb_ldlq **out, lb_err *
     if (cols % LB_QK_K)
         return lb__errf(err, LB_ERR_INVALID_ARG, "lbq: row length %" PRId64 " is not a multiple of 256", cols);
     lb_ldlq_params p = lb_ldlq_default_params();
-    p.damp = lb__lbq_hessian_damp();
     return lb_ldlq_new(h, cols, &p, out, err);
 }
 

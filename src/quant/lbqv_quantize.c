@@ -232,9 +232,6 @@ lb_status lb__quantize_hessian_lbqv(const float *w, int64_t rows, int64_t cols, 
     if (cols % LB_QK_K)
         return lb__errf(err, LB_ERR_INVALID_ARG, "lbqv: row length %" PRId64 " is not a multiple of 256", cols);
     lb_ldlq_params p = lb_ldlq_default_params();
-    const char *env = getenv("LB_LDLQ_DAMP"); /* for experiments, as lbq_quantize.c */
-    if (env && atof(env) > 0)
-        p.damp = atof(env);
     lb_ldlq *f = NULL;
     lb_status st = lb_ldlq_new(h, cols, &p, &f, err);
     if (st)

@@ -24,7 +24,10 @@ struct lb_ldlq {
 
 lb_ldlq_params lb_ldlq_default_params(void)
 {
-    lb_ldlq_params p = {0.01, true};
+    /* GPTQ's usual damping; LB_LDLQ_DAMP overrides it for experiments. */
+    const char *env = getenv("LB_LDLQ_DAMP");
+    double v = env ? atof(env) : 0;
+    lb_ldlq_params p = {v > 0 ? v : 0.01, true};
     return p;
 }
 

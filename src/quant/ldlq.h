@@ -20,7 +20,7 @@
 typedef struct lb_ldlq lb_ldlq; /* the factor of one weight's (rotated, damped) Hessian */
 
 typedef struct lb_ldlq_params {
-    double damp;   /* lambda = damp * mean(diag H') is added to the diagonal (default 0.01) */
+    double damp;   /* lambda = damp * mean(diag H') is added to the diagonal (default 0.01; LB_LDLQ_DAMP for experiments) */
     bool rotate;   /* work in the lbq basis: each 256-column block of the row is rotated by
                       lb__lbq_rotate, and H' = B H B^T with B block-diagonal (default true);
                       n must then be a multiple of 256 */
