@@ -69,5 +69,10 @@ void lb__quant_ref_register_lbq(lb_quant_traits *table);
  * rotates each block, picks group scales, and rounds with error feedback
  * under the importance-weighted error measured in the original basis. */
 void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance);
+/* For the error feedback of lbq2/3/4 and lbqv with an importance vector imp[n]:
+ * [n / 256][256][256] upper factors U with (R diag(imp) R^T + lambda)^-1 = U^T U,
+ * cached per vector (thread-safe); NULL when out of memory.  Valid until four
+ * other vectors have been seen, which the file quantizer never reaches mid-tensor. */
+const float *lb__lbq_imp_factors(const float *imp, int64_t n);
 
 #endif

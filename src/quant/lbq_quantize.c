@@ -95,7 +95,7 @@ static void block_factor(const float *imp, float *u)
 /* The factors for an importance vector imp[n]; NULL when out of memory.
  * The pointer stays valid until N_CACHE other vectors have been seen, which
  * the file quantizer (one tensor at a time) never reaches mid-tensor. */
-static const float *factors_for(const float *imp, int64_t n)
+const float *lb__lbq_imp_factors(const float *imp, int64_t n)
 {
     double sum = 0;
     for (int64_t i = 0; i < n; i++)
@@ -320,7 +320,7 @@ static int grid_of(uint32_t type) { return type == LB_TYPE_LBQ4 ? 15 : type == L
 
 void lb__quantize_row_lbq(uint32_t type, const float *x, void *out, int64_t n, const float *importance)
 {
-    const float *u = importance ? factors_for(importance, n) : NULL;
+    const float *u = importance ? lb__lbq_imp_factors(importance, n) : NULL;
     int m = grid_of(type);
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */

@@ -11,7 +11,6 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,97 +23,9 @@
 /* Codeword units per standard deviation (see lbqv.c) */
 #define UNITS_PER_SIGMA 4.15f
 
-/* ---- cache of the Cholesky factors of M^-1, one entry per importance
- * vector (the same construction as lbq_quantize.c, kept separate so the two
- * quantizers can change independently). */
+/* The Cholesky factors of the importance-weighted metric are lbq2/3/4's
+ * (lb__lbq_imp_factors, lbq_quantize.c): the same rotated blocks, the same M. */
 
-typedef struct {
-    const float *imp;
-    int64_t n;
-    double sum;
-    float *u; /* [n / 256][256][256] upper factors U with M^-1 = U^T U */
-} chol_entry;
-
-#define N_CACHE 4
-static chol_entry cache[N_CACHE];
-static int cache_next;
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* M + lambda I = R (D + lambda) R^T, so (M + lambda I)^-1 = R (D + lambda)^-1 R^T;
- * its entry (i, k) depends only on i XOR k: c = H v / 256, v = 1 / (imp + lambda). */
-static void block_factor(const float *imp, float *u)
-{
-    double c[LB_QK_K]; /* [256] */
-    double mean = 0;
-    for (int j = 0; j < LB_QK_K; j++)
-        mean += imp[j];
-    mean /= LB_QK_K;
-    double lambda = DAMP * mean + 1e-30;
-    for (int j = 0; j < LB_QK_K; j++)
-        c[j] = 1.0 / ((double)imp[j] + lambda);
-    for (int len = 1; len < LB_QK_K; len <<= 1)
-        for (int i = 0; i < LB_QK_K; i += 2 * len)
-            for (int j = i; j < i + len; j++) {
-                double a = c[j], b = c[j + len];
-                c[j] = a + b;
-                c[j + len] = a - b;
-            }
-    double *a = malloc(sizeof(double) * LB_QK_K * LB_QK_K); /* [256][256] M^-1, factored in place */
-    if (!a) {
-        memset(u, 0, sizeof(float) * LB_QK_K * LB_QK_K);
-        for (int i = 0; i < LB_QK_K; i++)
-            u[i * LB_QK_K + i] = 1;
-        return;
-    }
-    for (int i = 0; i < LB_QK_K; i++)
-        for (int k = 0; k < LB_QK_K; k++)
-            a[i * LB_QK_K + k] = c[i ^ k] / LB_QK_K;
-    for (int i = 0; i < LB_QK_K; i++) {
-        double s = a[i * LB_QK_K + i];
-        for (int p = 0; p < i; p++)
-            s -= a[p * LB_QK_K + i] * a[p * LB_QK_K + i];
-        double dii = s > 0 ? sqrt(s) : 1e-12;
-        a[i * LB_QK_K + i] = dii;
-        for (int k = i + 1; k < LB_QK_K; k++) {
-            double t = a[i * LB_QK_K + k];
-            for (int p = 0; p < i; p++)
-                t -= a[p * LB_QK_K + i] * a[p * LB_QK_K + k];
-            a[i * LB_QK_K + k] = t / dii;
-        }
-    }
-    for (int i = 0; i < LB_QK_K; i++)
-        for (int k = 0; k < LB_QK_K; k++)
-            u[i * LB_QK_K + k] = k >= i ? (float)a[i * LB_QK_K + k] : 0.0f;
-    free(a);
-}
-
-/* The factors for imp[n]; NULL when out of memory.  Valid until N_CACHE
- * other vectors have been seen (never mid-tensor in the file quantizer). */
-static const float *factors_for(const float *imp, int64_t n)
-{
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += imp[i];
-    pthread_mutex_lock(&cache_lock);
-    const float *r = NULL;
-    for (int k = 0; k < N_CACHE && !r; k++)
-        if (cache[k].imp == imp && cache[k].n == n && cache[k].sum == sum && cache[k].u)
-            r = cache[k].u;
-    if (!r) {
-        float *u = malloc(sizeof(float) * (size_t)n * LB_QK_K);
-        if (u) {
-            for (int64_t b = 0; b < n / LB_QK_K; b++)
-                block_factor(imp + b * LB_QK_K, u + b * LB_QK_K * LB_QK_K);
-            chol_entry *e = &cache[cache_next];
-            cache_next = (cache_next + 1) % N_CACHE;
-            free(e->u);
-            *e = (chol_entry){imp, n, sum, u};
-            r = u;
-        }
-    }
-    pthread_mutex_unlock(&cache_lock);
-    return r;
-}
 
 /* Squared error of coding the 32 values v at the given step (no feedback). */
 static float group_err(const float *v, float step)
@@ -200,7 +111,7 @@ static void quantize_block(float *w, const float *u, int64_t ldu, lb_block_lbqv 
 
 void lb__quantize_row_lbqv(const float *x, void *out, int64_t n, const float *importance)
 {
-    const float *u = importance ? factors_for(importance, n) : NULL;
+    const float *u = importance ? lb__lbq_imp_factors(importance, n) : NULL;
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         float w[LB_QK_K]; /* [256] rotated, updated as errors are fed forward */
         memcpy(w, x + i * LB_QK_K, sizeof w);
