@@ -50,6 +50,39 @@ static const char *tname(uint32_t t)
 }
 
 /* True when the source holds quantized tensors: requantizing compounds the error. */
+/* "q4_0 (57 q4_0, 1 q6_K)" or "mix (38 lbqv, 11 lbq3, ...)": the types the
+ * tensors really got, since a base name alone misreports a --bpw plan.
+ * Tensors left in F32 (norms) are not counted: every file has them. */
+static void type_census(const lb_quantize_report *rep, const char *base, char *buf, size_t cap)
+{
+    uint32_t types[64];
+    int counts[64], n = 0;
+    for (int64_t i = 0; i < rep->n_tensors; i++) {
+        uint32_t t = rep->tensors[i].type;
+        if (t == LB_TYPE_F32)
+            continue;
+        int k = 0;
+        while (k < n && types[k] != t)
+            k++;
+        if (k == n) {
+            if (n == 64)
+                continue;
+            types[n] = t;
+            counts[n++] = 0;
+        }
+        counts[k]++;
+    }
+    if (n <= 1) {
+        snprintf(buf, cap, "%s", base);
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, cap, "%s (", base);
+    for (int k = 0; k < n && used < cap; k++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%d %s", k ? ", " : "", counts[k], tname(types[k]));
+    if (used < cap)
+        snprintf(buf + used, cap - used, ")");
+}
+
 static bool source_is_quantized(const char *path)
 {
     lb_gguf *g = NULL;
@@ -260,7 +293,9 @@ int lb_cli_quantize(int argc, char **argv)
                        t->fallback ? " do not fit)" : "");
             }
         }
-        printf("%s: %s, %llu parameters, %.2f MiB (from %.2f MiB), %.3f bits per weight, %.1f s%s\n", out, qp.type,
+        char census[512];
+        type_census(&rep, bpw > 0 ? "mix" : qp.type, census, sizeof census);
+        printf("%s: %s, %llu parameters, %.2f MiB (from %.2f MiB), %.3f bits per weight, %.1f s%s\n", out, census,
                (unsigned long long)rep.n_params, rep.file_bytes / 1048576.0, rep.src_bytes / 1048576.0, rep.bpw,
                rep.seconds, rep.n_fallback ? ", some tensors fell back to another type (see above)" : "");
     }
