@@ -88,6 +88,7 @@ static void build(void)
     lb__kernels_register_wasm_q32(&wasm_set);
     lb__kernels_register_wasm_k(&wasm_set);
     lb__kernels_register_wasm_lbq(&wasm_set);
+    lb__kernels_register_wasm_lbqv(&wasm_set);
     lb__fmath_register_wasm(&wasm_set.fmath);
     lb__kvq_register_wasm(&wasm_set.kvq);
     wasm_set.fmath.isa = wasm_set.kvq.isa = "wasm-simd128";

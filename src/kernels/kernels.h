@@ -77,6 +77,7 @@ void lb__kernels_register_wasm_float(lb_kernel_set *k);
 void lb__kernels_register_wasm_q32(lb_kernel_set *k);
 void lb__kernels_register_wasm_k(lb_kernel_set *k);
 void lb__kernels_register_wasm_lbq(lb_kernel_set *k);   /* LBQ2 LBQ3 LBQ4, A8_H (after _wasm_k) */
+void lb__kernels_register_wasm_lbqv(lb_kernel_set *k);  /* LBQV (kernels/wasm/wasm_lbqv.c) */
 void lb__fmath_register_wasm(lb_fmath *f);
 void lb__kvq_register_wasm(lb_kvq_kernels *k);
 void lb__kernels_register_neon_float(lb_kernel_set *k);

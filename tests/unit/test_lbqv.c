@@ -169,6 +169,8 @@ static void test_simd_bitexact(void)
     static lb_block_lbqv w[MAX_BLOCKS];
     static lb_block_a8_K a[MAX_BLOCKS];
     static float x[MAX_BLOCKS * 256];
+    static lb_block_a8_K a4[4][MAX_BLOCKS]; /* [4 rows][blocks] */
+    int n4 = 0;
     for (int v = 0; v < ns; v++) {
         const lb_kernel_set *kv = sets[v];
         CHECK(kv->vec_dot[LB_TYPE_LBQV] != NULL);
@@ -189,9 +191,26 @@ static void test_simd_bitexact(void)
                 kv->vec_dot[LB_TYPE_LBQV](n, &s1, w, a);
                 CHECKF(memcmp(&s0, &s1, sizeof s0) == 0, "%s, %d blocks, mode %d: %.9g vs %.9g", kv->isa, nb,
                        mode, s0, s1);
+                if (!kv->vec_dot4[LB_TYPE_LBQV])
+                    continue;
+                /* four activation rows at once: each row's bits as the one-row reference */
+                for (int j = 0; j < 4; j++) {
+                    for (int i = 0; i < n; i++)
+                        x[i] = rng_gauss() * (j == 2 && i % 61 == 0 ? 30.0f : 1.0f);
+                    ks->quantize[LB_TYPE_A8_H](x, a4[j], n);
+                }
+                float r4[4 * 3];
+                kv->vec_dot4[LB_TYPE_LBQV](n, r4, 3, w, a4[0], sizeof a4[0]);
+                for (int j = 0; j < 4; j++) {
+                    float r1;
+                    ks->vec_dot[LB_TYPE_LBQV](n, &r1, w, a4[j]);
+                    CHECKF(memcmp(&r1, &r4[3 * j], sizeof r1) == 0, "%s dot4 row %d, %d blocks: %.9g vs %.9g",
+                           kv->isa, j, nb, r4[3 * j], r1);
+                }
+                n4++;
             }
     }
-    printf("  (%d SIMD set(s) compared)\n", ns);
+    printf("  (%d SIMD set(s) compared, %d four-row checks)\n", ns, n4);
 }
 
 static double rel_rms(const float *x, const float *y, int n)

@@ -1,4 +1,4 @@
-/* Arm NEON (AArch64) kernels for lowbit's LBQ2/LBQ3/LBQ4 weights: dot products
+/* Arm NEON (AArch64) kernels for lowbit's LBQ2/LBQ3/LBQ4/LBQV weights: dot products
  * against A8_H (one activation row, and four per weight row for prefill) and
  * the A8_H activation quantizer, with the bits of the scalar
  * reference in quant/lbq.c.
@@ -19,6 +19,7 @@
 
 #include "base/fp16.h"
 #include "quant/lbq.h"
+#include "quant/lbqv.h"
 
 #if !defined(LB_NEON_DOTPROD)
 #define LB_NEON_DOTPROD 0
@@ -163,6 +164,64 @@ static inline void dot_lbq4_rows(int64_t n, float *s, int64_t s_stride, const vo
         s[j * s_stride] = acc[j];
 }
 
+/* LBQV codewords k and k + 1 of a block as 16 int8 values (quant/lbqv.h):
+ * table magnitudes, signs from sg with the 8th the parity of the other
+ * seven, then the +-1 shift.  |c| <= 11, so group_dot_small's four
+ * products per int16 lane still cannot overflow. */
+static inline int8x16_t lbqv_pair(const uint8_t *idx, const uint8_t *sg)
+{
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    uint8_t s2[2];
+    for (int j = 0; j < 2; j++) {
+        unsigned s = sg[j] & 0x7Fu, p = s;
+        p ^= p >> 4;
+        p ^= p >> 2;
+        p ^= p >> 1;
+        s2[j] = (uint8_t)(s | (p & 1u) << 7);
+    }
+    int8x16_t mag = vcombine_s8(vld1_s8(lb__lbqv_grid[idx[0]]), vld1_s8(lb__lbqv_grid[idx[1]]));
+    int8x16_t neg = vreinterpretq_s8_u8(vtstq_u8(vcombine_u8(vdup_n_u8(s2[0]), vdup_n_u8(s2[1])), vld1q_u8(bit)));
+    int8x16_t shift = vcombine_s8(vdup_n_s8(sg[0] & 0x80u ? 1 : -1), vdup_n_s8(sg[1] & 0x80u ? 1 : -1));
+    return vaddq_s8(vsubq_s8(veorq_s8(mag, neg), neg), shift);
+}
+
+/* One LBQV weight row against R = 1 or 4 activation rows, codewords decoded
+ * once for all R; the float update per block is the reference's. */
+static inline void dot_lbqv_rows(int64_t n, float *s, int64_t s_stride, const void *w, const void *act,
+                                 size_t act_stride, int R)
+{
+    const lb_block_lbqv *b = w;
+    const lb_block_a8_K *a[4];   /* [R] activation rows, each [n / 256] blocks */
+    rows_of(a, act, act_stride, R);
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n / LB_QK_K; i++) {
+        int32x4_t sum[4];
+        for (int j = 0; j < R; j++)
+            sum[j] = vdupq_n_s32(0);
+        for (int g = 0; g < 8; g++) {
+            int8x16_t q0 = lbqv_pair(b[i].idx + 4 * g, b[i].sg + 4 * g);
+            int8x16_t q1 = lbqv_pair(b[i].idx + 4 * g + 2, b[i].sg + 4 * g + 2);
+            int32_t sc = group_scale(b[i].scales, g);
+            for (int j = 0; j < R; j++)
+                sum[j] = group_dot_small(sum[j], q0, q1, a[j][i].qs + 32 * g, sc);
+        }
+        float dw = lb_f16_to_f32(b[i].d);
+        for (int j = 0; j < R; j++) {
+            float dd = a[j][i].d * dw * 0.0625f;
+            acc[j] = acc[j] + dd * (float)vaddvq_s32(sum[j]);
+        }
+    }
+    for (int j = 0; j < R; j++)
+        s[j * s_stride] = acc[j];
+}
+
+static void dot_lbqv(int64_t n, float *s, const void *w, const void *act) { dot_lbqv_rows(n, s, 0, w, act, 0, 1); }
+
+static void dot4_lbqv(int64_t n, float *s, int64_t s_stride, const void *w, const void *act, size_t act_stride)
+{
+    dot_lbqv_rows(n, s, s_stride, w, act, act_stride, 4);
+}
+
 static void dot_lbq2(int64_t n, float *s, const void *w, const void *act)
 {
     dot_lbq23(n, s, 0, w, sizeof(lb_block_lbq2), act, 0, 3, 1);
@@ -203,6 +262,8 @@ void lb__kernels_register_neon_dotprod_lbq(lb_kernel_set *k)
     k->vec_dot4[LB_TYPE_LBQ2] = dot4_lbq2;
     k->vec_dot4[LB_TYPE_LBQ3] = dot4_lbq3;
     k->vec_dot4[LB_TYPE_LBQ4] = dot4_lbq4;
+    k->vec_dot[LB_TYPE_LBQV] = dot_lbqv;
+    k->vec_dot4[LB_TYPE_LBQV] = dot4_lbqv;
 }
 #else
 /* The A8_K quantizer of this kernel set, taken at registration. */
@@ -230,6 +291,8 @@ void lb__kernels_register_neon_lbq(lb_kernel_set *k)
     k->vec_dot4[LB_TYPE_LBQ2] = dot4_lbq2;
     k->vec_dot4[LB_TYPE_LBQ3] = dot4_lbq3;
     k->vec_dot4[LB_TYPE_LBQ4] = dot4_lbq4;
+    k->vec_dot[LB_TYPE_LBQV] = dot_lbqv;
+    k->vec_dot4[LB_TYPE_LBQV] = dot4_lbqv;
     k->quantize[LB_TYPE_A8_H] = quant_a8_H;
 }
 #endif
