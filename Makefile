@@ -21,7 +21,7 @@ ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
 
-LIB_DIRS := base format quant kernels tokenizer model kv generate api
+LIB_DIRS := base format quant kernels tokenizer model kv generate api tune
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 X86_SRC  := $(wildcard src/kernels/x86/*.c)
 # On an AArch64 host the Arm NEON files take the x86 files' place.
@@ -245,7 +245,8 @@ $(BUILD)/lowbit: LDLIBS += -lcivetweb -ljansson
 # SIMD single-thread, then plain wasm.  PCRE2 is built twice (with and without -pthread) because
 # objects with atomics cannot be linked into a build without shared memory.
 WEB_BUILD   ?= build/web
-WEB_SRC     := $(LIB_SRC) src/server/chat_template.c $(wildcard web/c/*.c)
+# lowbit tune (src/tune) trains on a desktop; the page never calls it.
+WEB_SRC     := $(filter-out src/tune/%,$(LIB_SRC)) src/server/chat_template.c $(wildcard web/c/*.c)
 WEB_FUNCS   := malloc free lbw_last_error lbw_plan lbw_model_load lbw_model_free lbw_model_info \
                lbw_session_new lbw_session_free lbw_chat_prompt lbw_chat_stop lbw_gen_begin lbw_gen_step \
                lbw_gen_token lbw_gen_piece lbw_gen_piece_len lbw_gen_stats lbw_gen_end

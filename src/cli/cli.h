@@ -18,6 +18,7 @@ int lb_cli_imatrix(int argc, char **argv);
 int lb_cli_eval(int argc, char **argv);
 int lb_cli_serve(int argc, char **argv);
 int lb_cli_plan(int argc, char **argv);
+int lb_cli_tune(int argc, char **argv);
 
 /* Parsers: return false after printing "lowbit <cmd>: bad value for FLAG: ..." */
 bool lb_cli_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);

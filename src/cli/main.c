@@ -18,6 +18,7 @@ static void usage(FILE *f)
             "  tokenize    show the tokens of a text\n"
             "  quantize    convert an F16/F32 GGUF to quantized types (q4_K_M, q8_0, ...)\n"
             "  imatrix     gather an importance matrix from calibration text (for quantize --imatrix)\n"
+            "  tune        train a quantized model's block scales and norms against its F16 reference\n"
             "  eval        compare a quantized model with its reference: PPL, KL, top-1, bits per weight\n"
             "  serve       an OpenAI-compatible HTTP server with SSE streaming and /metrics\n"
             "  plan        how much context fits in a memory budget, per KV cache type\n"
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
         return lb_cli_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "imatrix"))
         return lb_cli_imatrix(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune"))
+        return lb_cli_tune(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return lb_cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
