@@ -131,10 +131,10 @@ $(WASM_BUILD)/tests/%.js: tests/unit/%.c $(WASM_BUILD)/liblowbit.a $(WASM_PCRE2_
 
 # Relaxed SIMD (src/kernels/wasm/wasm_relaxed.h): the kernels again with -DLB_WASM_RELAXED, linked with
 # placeholder stubs and rewritten by scripts/wasm/relaxed.mjs (binaryen.js from npm); node 20 runs
-# them behind a flag.  Only the kernel tests use them.
+# them behind a flag.  Only the kernel tests (K-quants, their lane contract, fmath) use them.
 WASM_RELAXED_OBJ   := $(patsubst %.c,$(WASM_BUILD)/relaxed/%.o,$(wildcard src/kernels/wasm/*.c))
 WASM_RELAXED_BASE  := $(filter-out $(WASM_BUILD)/src/kernels/wasm/%,$(WASM_LIB_OBJ))
-WASM_RELAXED_TESTS := $(WASM_BUILD)/tests-relaxed/test_kernels_k.js
+WASM_RELAXED_TESTS := $(patsubst %,$(WASM_BUILD)/tests-relaxed/%.js,test_kernels_k test_kdot_lanes test_fmath)
 NODE_RELAXED       := node --experimental-wasm-relaxed-simd
 
 $(WASM_BUILD)/relaxed/%.o: %.c | $(WASM_PCRE2_LIB)
@@ -144,7 +144,7 @@ $(WASM_BUILD)/relaxed/%.o: %.c | $(WASM_PCRE2_LIB)
 $(WASM_BUILD)/tests-relaxed/%.js: tests/unit/%.c $(WASM_RELAXED_OBJ) $(WASM_RELAXED_BASE) $(WASM_PCRE2_LIB) \
                                   scripts/wasm/node-pre.js scripts/wasm/relaxed-stubs.js scripts/wasm/relaxed.mjs
 	@mkdir -p $(@D)
-	$(EMCC_ENV) $(EMCC) $(CPPFLAGS) -I$(WASM_PCRE2)/include $(WASM_CFLAGS) -Itests/unit $(WASM_LDFLAGS) \
+	$(EMCC_ENV) $(EMCC) $(CPPFLAGS) -I$(WASM_PCRE2)/include $(WASM_CFLAGS) -DLB_WASM_RELAXED -Itests/unit $(WASM_LDFLAGS) \
 	  --js-library scripts/wasm/relaxed-stubs.js -o $@ $< $(WASM_RELAXED_OBJ) $(WASM_RELAXED_BASE) $(WASM_PCRE2_LIB) -lm
 	node scripts/wasm/relaxed.mjs $(@:.js=.wasm) $@
 

@@ -41,6 +41,12 @@ typedef struct lb_fmath {
     void (*silu_mul)(int64_t n, float *g, const float *u);
     /* y[i] = f16(x[i]), round to nearest even. */
     void (*to_f16)(int64_t n, const float *x, lb_f16 *y);
+    /* out[r] = dot64(n, n_vec, a + r * stride, b) * scale for r < rows, bit
+     * for bit: one vector b against many rows (attention's keys, or its
+     * transposed values), b widened once instead of once per row.  Optional:
+     * NULL where dot64 itself is fast (callers then loop over dot64). */
+    void (*dot64_rows)(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                       float scale, float *out);
 } lb_fmath;
 
 /* exp(x) for float: Arm's Optimized Routines vector expf method (round x/ln2

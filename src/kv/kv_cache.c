@@ -249,14 +249,19 @@ static void attend_part(void *ctx, int ith, int nth)
         /* the 64-position groups of the GEMV order: the sequence padded to 32 */
         int64_t n_vec = ((int64_t)(n_pos + 31) / 32 * 32) & ~(int64_t)63;
         fm->to_f16((int64_t)group * hd, j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd, q16);
-        for (int p = 0; p < n_pos; p++) {
-            const lb_f16 *kr = k_row(c, j->il, kvh, p);
-            for (int g = 0; g < group; g++) {
-                float s = single ? fm->dot64(hd, hd & ~63, kr, q16 + (size_t)g * hd)
-                                 : fm->dot16(hd, kr, q16 + (size_t)g * hd);
-                sc[(size_t)g * c->n_ctx + p] = s * scale;
+        if (single && fm->dot64_rows)   /* the same bits as the loop below */
+            for (int g = 0; g < group; g++)
+                fm->dot64_rows(n_pos, hd, hd & ~63, k_row(c, j->il, kvh, 0), (size_t)hd, q16 + (size_t)g * hd, scale,
+                               sc + (size_t)g * c->n_ctx);
+        else
+            for (int p = 0; p < n_pos; p++) {
+                const lb_f16 *kr = k_row(c, j->il, kvh, p);
+                for (int g = 0; g < group; g++) {
+                    float s = single ? fm->dot64(hd, hd & ~63, kr, q16 + (size_t)g * hd)
+                                     : fm->dot16(hd, kr, q16 + (size_t)g * hd);
+                    sc[(size_t)g * c->n_ctx + p] = s * scale;
+                }
             }
-        }
         for (int g = 0; g < group; g++) {
             float *s = sc + (size_t)g * c->n_ctx;
             float mx = s[0];
@@ -268,6 +273,10 @@ static void attend_part(void *ctx, int ith, int nth)
                 s[p] *= inv;
             fm->to_f16(n_pos, s, p16);
             float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
+            if (single && fm->dot64_rows) {   /* the value dimensions are rows n_ctx apart */
+                fm->dot64_rows(hd, n_pos, n_vec, v_row(c, j->il, kvh, 0), (size_t)c->n_ctx, p16, 1.0f, o);
+                continue;
+            }
             for (int d = 0; d < hd; d++) {
                 const lb_f16 *vr = v_row(c, j->il, kvh, d);
                 o[d] = single ? fm->dot64(n_pos, n_vec, vr, p16) : fm->dot16(n_pos, vr, p16);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "check.h"
@@ -207,6 +208,36 @@ static void test_dequant_simd(void)
     }
 }
 
+/* The -relaxed WebAssembly builds' Q4_K and Q6_K dots keep the reference's
+ * lanes and order, with relaxed SIMD's multiply-add for its fused one
+ * (kernels/wasm/wasm_k.c).  Where the engine does not fuse it, each of nb
+ * super-blocks adds one rounding of at most 2^-24 of a partial sum, itself
+ * at most sum |w_i a_i|, plus 2^-149 where the product is subnormal; allowed:
+ * twice that.  Everything else, there and in every other build, bit for bit. */
+static int float_tolerant(const lb_kernel_set *kv, uint32_t type)
+{
+#if defined(LB_WASM_RELAXED)
+    return strncmp(kv->isa, "wasm", 4) == 0 && (type == LB_TYPE_Q4_K || type == LB_TYPE_Q6_K);
+#else
+    (void)kv;
+    (void)type;
+    return 0;
+#endif
+}
+static double madd_tol(int nb, double mag) { return 2.0 * nb * (0x1p-24 * mag + 0x1p-149); }
+
+/* sum |w_i a_i| over n elements of a weight row and A8_K activations */
+static double dot_mag(const ktype *kt, const void *w, const lb_block_a8_K *a, int n)
+{
+    static float wf[MAX_BLOCKS * LB_QK_K], af[MAX_BLOCKS * LB_QK_K];
+    lb_kernels_scalar()->dequant[kt->type](w, wf, n);
+    lb_quant_ref(LB_TYPE_A8_K)->dequant(a, af, n);
+    double mag = 0;
+    for (int i = 0; i < n; i++)
+        mag += fabs((double)wf[i] * af[i]);
+    return mag;
+}
+
 /* ---- dot products: SIMD vs reference bit for bit (and, to say how far off
  * a failure is, within 1e-6 of sum |w_i a_i|) */
 static void test_dot_simd(void)
@@ -242,6 +273,8 @@ static void test_dot_simd(void)
                 ks->vec_dot[kt->type](n, &s0, w, a);
                 kv->vec_dot[kt->type](n, &s1, w, a);
                 double err = fabs((double)s0 - s1), tol = 1e-6 * mag + 1e-30;
+                if (float_tolerant(kv, kt->type))
+                    tol = madd_tol(sizes_k[si], mag);
                 CHECKF(err <= tol, "%s %s n=%d: simd %.9g ref %.9g (sum|wa| %.6g)", kv->isa, kt->name, n, s1, s0, mag);
                 if (mag > 0 && err / mag > worst)
                     worst = err / mag;
@@ -250,7 +283,8 @@ static void test_dot_simd(void)
             }
         printf("  %s %s: worst |simd-ref|/sum|wa| = %.3g, bit-exact %d/%d\n", kv->isa, kt->name, worst, exact, cases);
         /* every K-quant kernel follows the reference's float order (ref_k.c) */
-        CHECKF(exact == cases, "%s %s: only %d of %d dots bit-exact", kv->isa, kt->name, exact, cases);
+        if (!float_tolerant(kv, kt->type))
+            CHECKF(exact == cases, "%s %s: only %d of %d dots bit-exact", kv->isa, kt->name, exact, cases);
     }
 }
 
@@ -293,7 +327,11 @@ static void test_dot_edges(void)
                 ks->vec_dot[kt->type](n, &s0, w, a);
                 kv->vec_dot[kt->type](n, &s1, w, a);
                 int same = memcmp(&s0, &s1, sizeof s0) == 0;
-                CHECKF(same, "%s %s edges rep %d n=%d: simd %a ref %a", kv->isa, kt->name, rep, n, s1, s0);
+                if (float_tolerant(kv, kt->type))
+                    CHECKF(fabs((double)s0 - s1) <= madd_tol(nb, dot_mag(kt, w, a, n)),
+                           "%s %s edges rep %d n=%d: simd %a ref %a", kv->isa, kt->name, rep, n, s1, s0);
+                else
+                    CHECKF(same, "%s %s edges rep %d n=%d: simd %a ref %a", kv->isa, kt->name, rep, n, s1, s0);
                 exact += same;
                 cases++;
             }
@@ -389,7 +427,11 @@ static void test_dot_integer(void)
                    kt->name, s0, (long long)want);
             if (kv) {
                 kv->vec_dot[kt->type](LB_QK_K, &s1, w, a);
-                CHECKF(s0 == s1, "%s saturated: simd %.1f ref %.1f", kt->name, s1, s0);
+                if (float_tolerant(kv, kt->type))
+                    CHECKF(fabs((double)s0 - s1) <= madd_tol(1, dot_mag(kt, w, a, LB_QK_K)), "%s saturated: simd %.1f ref %.1f",
+                           kt->name, s1, s0);
+                else
+                    CHECKF(s0 == s1, "%s saturated: simd %.1f ref %.1f", kt->name, s1, s0);
             }
         }
     }

@@ -9,13 +9,14 @@ const SIMD_PROBE = new Uint8Array([
   0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b, // code: no locals; i32.const 0; i8x16.splat; end
 ]);
 
-// Relaxed SIMD, the exact instruction the "-relaxed" builds use:
-// (func (param v128 v128) (result v128) local.get 0 local.get 1 i16x8.relaxed_dot_i8x16_i7x16_s).
+// Relaxed SIMD, the two instructions the "-relaxed" builds use: (func (param v128 v128) (result v128)
+// local.get 0 local.get 1 i16x8.relaxed_dot_i8x16_i7x16_s local.get 0 local.get 1 f32x4.relaxed_madd).
 const RELAXED_SIMD_PROBE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   0x01, 0x07, 0x01, 0x60, 0x02, 0x7b, 0x7b, 0x01, 0x7b, // type section: (v128, v128) -> v128
   0x03, 0x02, 0x01, 0x00,
-  0x0a, 0x0b, 0x01, 0x09, 0x00, 0x20, 0x00, 0x20, 0x01, 0xfd, 0x92, 0x02, 0x0b, // code: opcode 0xfd 0x112
+  0x0a, 0x12, 0x01, 0x10, 0x00, 0x20, 0x00, 0x20, 0x01, 0xfd, 0x92, 0x02, // code: opcode 0xfd 0x112 (the dot),
+  0x20, 0x00, 0x20, 0x01, 0xfd, 0x85, 0x02, 0x0b, //                        then 0xfd 0x105 (the multiply-add)
 ]);
 
 // A shared memory needs the threads proposal; validate a module that declares one.
@@ -105,9 +106,9 @@ export async function detectCapabilities() {
  * backend: 'auto' | 'wasm-mt' | 'wasm-simd' | 'wasm' (forcing a build skips the ones above it), or a build's own
  * name ('simd-mt-relaxed', 'simd-mt', 'simd-relaxed', 'simd', 'nosimd') to start with exactly that build (the
  * fallbacks after it are then the builds without relaxed SIMD).  Each "-relaxed" build is its base build with the
- * quantized dot products on relaxed SIMD's 8-bit dot instruction (same results bit for bit); it comes first where
- * the engine validates that instruction (Chromium does; Firefox ESR and WebKit may not, so it is detected, never
- * assumed).  WebGPU is not a build yet (the next issue); 'auto' notes why it was passed over.
+ * quantized dot products on relaxed SIMD's 8-bit dot and multiply-add (the multiply-add fuses on x86 with FMA3 and
+ * on Arm, which gives native lowbit's float results bit for bit; docs/web.md); it comes first where the engine
+ * validates those instructions (Chromium does; Firefox ESR and WebKit may not, so it is detected, never assumed).  WebGPU is not a build yet (the next issue); 'auto' notes why it was passed over.
  */
 export function buildChain(caps, backend = 'auto') {
   const steps = [];
@@ -130,7 +131,7 @@ export function buildChain(caps, backend = 'auto') {
     if (ok) chain.push(build);
   };
   const relaxed = caps.relaxedSimd === true;
-  const noRelaxed = 'no relaxed SIMD (i16x8.relaxed_dot_i8x16_i7x16_s does not validate)';
+  const noRelaxed = 'no relaxed SIMD (i16x8.relaxed_dot_i8x16_i7x16_s or f32x4.relaxed_madd does not validate)';
   want(0, 'simd-mt-relaxed', caps.simd && caps.threads && relaxed,
     !caps.simd ? 'no WebAssembly SIMD128' : !caps.threads ? `no threads: ${caps.threadsReason}` : !relaxed ? noRelaxed
       : 'SIMD128, relaxed SIMD and threads available');

@@ -13,7 +13,7 @@ export interface Capabilities {
   wasm: boolean;
   /** WebAssembly SIMD128 (WebAssembly.validate of a one-instruction module). */
   simd: boolean;
-  /** i16x8.relaxed_dot_i8x16_i7x16_s validates: the "-relaxed" builds can run. */
+  /** i16x8.relaxed_dot_i8x16_i7x16_s and f32x4.relaxed_madd validate: the "-relaxed" builds can run. */
   relaxedSimd: boolean;
   /** Shared memory + cross-origin isolation: the threaded build can run. */
   threads: boolean;

@@ -3,15 +3,17 @@
  * variant performs the reference's operations in the reference's order, so
  * the results are equal bit for bit.  The product of two f16 values is exact
  * in float, so in the dots multiply-then-add rounds once, as the reference
- * does; lb_expf's fused multiply-adds are emulated exactly
- * (kernels/wasm/wasm_fma.h).  to_f16 stays the scalar reference. */
+ * does; lb_expf's fused multiply-adds are lb__wasm_madd: emulated exactly
+ * (kernels/wasm/wasm_fma.h), or in the -relaxed builds relaxed SIMD's
+ * multiply-add, exact where the CPU fuses it (x86 with FMA3, Arm) and within
+ * a few ulp elsewhere (tests/unit/test_fmath.c). */
 #include "kernels/kernels.h"
 
 #if defined(__wasm_simd128__)
 #include <string.h>
 #include <wasm_simd128.h>
 
-#include "kernels/wasm/wasm_fma.h"
+#include "kernels/wasm/wasm_relaxed.h"
 
 /* Four f16 values to float, exactly as lb_f16_to_f32: the bits shifted into
  * float position and scaled by 2^112 give every normal and subnormal value;
@@ -116,19 +118,122 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
     return (float)sum;
 }
 
-/* lb_expf on 4 lanes (see fmath.c for the method). */
+/* acc[k] += a * b for 16 elements: a f16, bs the other operand widened and
+ * scaled by 2^112 (|b| < 2^15, so bs stays finite).  The finite f16 bits
+ * shifted into float position are a * 2^-112 exactly (as in cvt4_finite, less
+ * its multiplication), so each product is a * b exactly, as in mac16; an
+ * inf or NaN among the 16 a takes ld4 and bs scaled back. */
+static inline void mac16s(v128_t acc[4], const lb_f16 *a, const float *bs)
+{
+    v128_t a0 = wasm_v128_load(a), a1 = wasm_v128_load(a + 8);
+    const v128_t e = wasm_i16x8_splat(0x7c00), m = wasm_i32x4_splat((int32_t)0x8fffe000);
+    v128_t special = wasm_v128_or(wasm_i16x8_eq(wasm_v128_and(a0, e), e), wasm_i16x8_eq(wasm_v128_and(a1, e), e));
+    if (__builtin_expect(wasm_v128_any_true(special), 0)) {
+        for (int k = 0; k < 4; k++)
+            acc[k] = wasm_f32x4_add(acc[k], wasm_f32x4_mul(ld4(a + 4 * k), wasm_f32x4_mul(wasm_v128_load(bs + 4 * k),
+                                                                                              wasm_f32x4_splat(0x1p-112f))));
+        return;
+    }
+    acc[0] = wasm_f32x4_add(acc[0], wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_low_i16x8(a0), 13), m),
+                                                   wasm_v128_load(bs)));
+    acc[1] = wasm_f32x4_add(acc[1], wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_high_i16x8(a0), 13), m),
+                                                   wasm_v128_load(bs + 4)));
+    acc[2] = wasm_f32x4_add(acc[2], wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_low_i16x8(a1), 13), m),
+                                                   wasm_v128_load(bs + 8)));
+    acc[3] = wasm_f32x4_add(acc[3], wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_high_i16x8(a1), 13), m),
+                                                   wasm_v128_load(bs + 12)));
+}
+
+/* The 16 lanes 16v .. 16v+15 of dot64's 64 for one row (as 4 vectors):
+ * each the sum of its elements i = 16v + l (mod 64), i < nv, in order.  a
+ * is not read past nv (a partial 16 is copied, zero-padded; bs is zero
+ * there), and a lane that gets no product stays +0, as in dot64. */
+static inline void lane_group(const lb_f16 *a, const float *bs, int64_t nv, int v, v128_t acc[4])
+{
+    for (int k = 0; k < 4; k++)
+        acc[k] = wasm_f32x4_splat(0);
+    int64_t i = 16 * v;
+    for (; i + 16 <= nv; i += 64)
+        mac16s(acc, a + i, bs + i);
+    if (i < nv) {
+        lb_f16 ta[16];   /* [16] the partial 16, zero-padded */
+        wasm_v128_store(ta, wasm_i16x8_splat(0));
+        wasm_v128_store(ta + 8, wasm_i16x8_splat(0));
+        memcpy(ta, a + i, (size_t)(nv - i) * sizeof *a);
+        mac16s(acc, ta, bs + i);
+    }
+}
+
+/* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
+ * context past 4096 positions) take dot64 row by row. */
+#define ROWS_MAX_B 4096
+
+/* dot64 for many rows against one b: the same lanes, order and tail as
+ * dot64, with b widened (and scaled, see mac16s) once. */
+static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                       float scale, float *out)
+{
+    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
+    const int64_t nb = (nv64 > n ? nv64 : n + 3) & ~(int64_t)3;
+    /* every |b| < 2^15 (0x7800 is 2^15 in f16 bits): else, and for long b, dot64 per row */
+    int big = nb > ROWS_MAX_B;
+    for (int64_t i = 0; i < nv && !big; i++)
+        big = (b[i] & 0x7fff) >= 0x7800;
+    if (big) {
+        for (int64_t r = 0; r < rows; r++)
+            out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
+        return;
+    }
+    float bs[ROWS_MAX_B];   /* [nb] b * 2^112 for i < nv, b past it (the tail), zero past n */
+    int64_t i = 0;
+    for (; i + 4 <= nv; i += 4)
+        wasm_v128_store(bs + i, wasm_f32x4_mul(ld4(b + i), wasm_f32x4_splat(0x1p112f)));
+    for (; i < nv; i++)
+        bs[i] = lb_f16_to_f32(b[i]) * 0x1p112f;
+    for (; i < n; i++)
+        bs[i] = lb_f16_to_f32(b[i]);
+    for (; i < nb; i++)
+        bs[i] = 0.0f;
+    for (int64_t r = 0; r < rows; r++) {
+        const lb_f16 *ar = a + (size_t)r * stride;
+        /* dot64's reduction (lane groups 0 + 2) + (1 + 3), each group summed
+         * on its own so that its accumulators stay in registers */
+        v128_t s02[4], s13[4], g[4], red[4];
+        lane_group(ar, bs, nv, 0, s02);
+        lane_group(ar, bs, nv, 2, g);
+        for (int k = 0; k < 4; k++)
+            s02[k] = wasm_f32x4_add(s02[k], g[k]);
+        lane_group(ar, bs, nv, 1, s13);
+        lane_group(ar, bs, nv, 3, g);
+        for (int k = 0; k < 4; k++)
+            red[k] = wasm_f32x4_add(s02[k], wasm_f32x4_add(s13[k], g[k]));
+        double sum = reduce16(red);
+        float prod[4];
+        for (i = n_vec; i + 4 <= n; i += 4) {
+            wasm_v128_store(prod, wasm_f32x4_mul(ld4(ar + i), wasm_v128_load(bs + i)));
+            for (int j = 0; j < 4; j++)
+                sum += (double)prod[j];
+        }
+        for (; i < n; i++)
+            sum += (double)(lb_f16_to_f32(ar[i]) * bs[i]);
+        out[r] = (float)sum * scale;
+    }
+}
+
+/* lb_expf on 4 lanes (see fmath.c for the method), its fused multiply-adds
+ * being lb__wasm_madd (wasm_relaxed.h). */
 static inline v128_t exp4(v128_t x)
 {
     const v128_t shift = wasm_f32x4_splat(0x1.8p23f);
-    v128_t z = lb__wasm_fma4(0x1.715476p+0f, x, shift);
+    v128_t z = lb__wasm_madd(wasm_f32x4_splat(0x1.715476p+0f), x, shift);
     v128_t n = wasm_f32x4_sub(z, shift);
-    /* fmaf(-n, c, y) is fmaf(-c, n, y): the same exact product */
-    v128_t r = lb__wasm_fma4(-0x1.7f7d1cp-20f, n, lb__wasm_fma4(-0x1.62e4p-1f, n, x));
+    v128_t r = lb__wasm_madd(wasm_f32x4_splat(-0x1.7f7d1cp-20f), n,
+                             lb__wasm_madd(wasm_f32x4_splat(-0x1.62e4p-1f), n, x));
     v128_t r2 = wasm_f32x4_mul(r, r);
-    v128_t p54 = lb__wasm_fma4(0x1.0e4020p-7f, r, wasm_f32x4_splat(0x1.573e2ep-5f));
-    v128_t p32 = lb__wasm_fma4(0x1.555e66p-3f, r, wasm_f32x4_splat(0x1.fffdb6p-2f));
-    v128_t p10 = lb__wasm_fma4(0x1.ffffecp-1f, r, wasm_f32x4_splat(1.0f));
-    v128_t p = lb__wasm_fma4v(lb__wasm_fma4v(p54, r2, p32), r2, p10);
+    v128_t p54 = lb__wasm_madd(wasm_f32x4_splat(0x1.0e4020p-7f), r, wasm_f32x4_splat(0x1.573e2ep-5f));
+    v128_t p32 = lb__wasm_madd(wasm_f32x4_splat(0x1.555e66p-3f), r, wasm_f32x4_splat(0x1.fffdb6p-2f));
+    v128_t p10 = lb__wasm_madd(wasm_f32x4_splat(0x1.ffffecp-1f), r, wasm_f32x4_splat(1.0f));
+    v128_t p = lb__wasm_madd(lb__wasm_madd(p54, r2, p32), r2, p10);
     /* p * 2^k1 * 2^(k-k1), k1 = k/2 toward zero; n clamped so the exponent
      * arithmetic stays valid where the selects below override it */
     v128_t nc = wasm_f32x4_pmin(wasm_f32x4_splat(192.0f), wasm_f32x4_pmax(wasm_f32x4_splat(-192.0f), n));
@@ -189,11 +294,45 @@ static void silu_mul(int64_t n, float *g, const float *u)
     }
 }
 
+/* Four floats to f16 bits in 32-bit lanes, as lb_f32_to_f16: normal results
+ * rounded to nearest even by adding 0xfff plus the lowest kept bit, results
+ * below the smallest normal half by adding 0.5f (whose ulp, 2^-24, is the
+ * half's subnormal step, so the float addition does the rounding), then
+ * overflow to inf and inf/NaN (quieted, top payload bits kept) selected in. */
+static inline v128_t f16x4(v128_t x)
+{
+    const v128_t ax = wasm_v128_and(x, wasm_i32x4_splat(0x7fffffff));
+    const v128_t sign = wasm_u32x4_shr(wasm_v128_and(x, wasm_i32x4_splat((int32_t)0x80000000)), 16);
+    v128_t odd = wasm_v128_and(wasm_u32x4_shr(ax, 13), wasm_i32x4_splat(1));
+    v128_t hn = wasm_i32x4_sub(wasm_u32x4_shr(wasm_i32x4_add(wasm_i32x4_add(ax, wasm_i32x4_splat(0xfff)), odd), 13),
+                               wasm_i32x4_splat(112 << 10));
+    v128_t hs = wasm_i32x4_sub(wasm_f32x4_add(ax, wasm_f32x4_splat(0.5f)), wasm_i32x4_splat(0x3f000000));
+    v128_t nan = wasm_u32x4_gt(ax, wasm_i32x4_splat(0x7f800000));
+    v128_t hx = wasm_v128_or(wasm_i32x4_splat(0x7c00),
+                             wasm_v128_and(nan, wasm_v128_or(wasm_i32x4_splat(0x200),
+                                                             wasm_v128_and(wasm_u32x4_shr(ax, 13), wasm_i32x4_splat(0x3ff)))));
+    v128_t h = wasm_v128_bitselect(hs, hn, wasm_u32x4_lt(ax, wasm_i32x4_splat(0x38800000)));
+    h = wasm_v128_bitselect(wasm_i32x4_splat(0x7c00), h, wasm_u32x4_ge(ax, wasm_i32x4_splat(0x477ff000)));
+    h = wasm_v128_bitselect(hx, h, wasm_u32x4_ge(ax, wasm_i32x4_splat(0x7f800000)));
+    return wasm_v128_or(h, sign);
+}
+
+static void to_f16(int64_t n, const float *x, lb_f16 *y)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        wasm_v128_store(y + i, wasm_u16x8_narrow_i32x4(f16x4(wasm_v128_load(x + i)), f16x4(wasm_v128_load(x + i + 4))));
+    for (; i < n; i++)
+        y[i] = lb_f32_to_f16(x[i]);
+}
+
 void lb__fmath_register_wasm(lb_fmath *f)
 {
     f->dot16 = dot16;
     f->dot64 = dot64;
     f->exp_sum = exp_sum;
     f->silu_mul = silu_mul;
+    f->dot64_rows = dot64_rows;
+    f->to_f16 = to_f16;
 }
 #endif

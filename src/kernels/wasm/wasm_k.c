@@ -1,6 +1,7 @@
 /* WebAssembly SIMD128 kernels for the K-quants: dot products against A8_K
  * and the A8_K activation quantizer, each giving the same bits as the scalar
- * reference in quant/ref_k.c.
+ * reference in quant/ref_k.c (the -relaxed builds: on CPUs that fuse
+ * multiply-add, see below).
  *
  * Integer work: int8 x int8 products are exact in int16 (extmul) and the
  * scale multiply-and-pair-add (i32x4.dot_i16x8) is exact in int32, so every
@@ -10,7 +11,11 @@
  * lane contract, whose fused multiply-adds are reproduced exactly in double
  * precision (kernels/wasm/wasm_fma.h).  Built with -DLB_WASM_RELAXED (the
  * "-relaxed" web builds), the Q4_K/Q6_K products use relaxed SIMD's 8-bit
- * dot (kernels/wasm/wasm_relaxed.h), exact for their operand ranges. */
+ * dot (exact for their operand ranges) and the fused multiply-adds relaxed
+ * SIMD's f32x4.relaxed_madd (kernels/wasm/wasm_relaxed.h): it fuses on x86
+ * with FMA3 and on Arm, giving the reference's bits; where an engine does
+ * not fuse it, each super-block rounds once more (the tolerance stated in
+ * tests/unit/test_kernels_k.c). */
 #include "kernels/kernels.h"
 
 #if defined(__wasm_simd128__)
@@ -60,13 +65,14 @@ static inline v128_t dot16_scaled(v128_t x, v128_t y, v128_t sc16)
     return wasm_i32x4_dot_i16x8(p, sc16);
 }
 
-/* The reference's reduction of the 8 float lanes: (hi4 + lo4), then (0+2) + (1+3). */
-static inline float hsum8(v128_t lo, v128_t hi)
+static inline float hsum4(v128_t r)
 {
-    v128_t r = wasm_f32x4_add(hi, lo);
     return (wasm_f32x4_extract_lane(r, 0) + wasm_f32x4_extract_lane(r, 2)) +
            (wasm_f32x4_extract_lane(r, 1) + wasm_f32x4_extract_lane(r, 3));
 }
+
+/* The reference's reduction of the 8 float lanes: (hi4 + lo4), then (0+2) + (1+3). */
+static inline float hsum8(v128_t lo, v128_t hi) { return hsum4(wasm_f32x4_add(hi, lo)); }
 
 /* Q4_K/Q5_K packed scales and mins: out[0..7] scales, out[8..15] mins. */
 static inline void q4_K_scales_mins(const uint8_t *packed, uint8_t out[16])
@@ -117,8 +123,13 @@ static inline v128_t ld(const void *p) { return wasm_v128_load(p); }
 static inline __attribute__((unused)) v128_t even_i8(v128_t v) { return wasm_i16x8_shr(wasm_i16x8_shl(v, 8), 8); }
 static inline __attribute__((unused)) v128_t odd_i8(v128_t v) { return wasm_i16x8_shr(v, 8); }
 
-/* The float part of Q4_K and Q6_K: lane k of acc gets fmaf(d, X[k], acc[k])
- * for the integer lane sums X, emulated exactly in double (wasm_fma.h): the
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+/* acc = fmaf(d, X, acc) on 4 lanes of integer sums X (|X| < 2^24: exact in float) */
+static inline v128_t fma_i32(v128_t d, v128_t X, v128_t acc) { return lb__wasm_madd(d, wasm_f32x4_convert_i32x4(X), acc); }
+#else
+/* The float part of Q4_K and Q6_K without relaxed SIMD: lane k of acc gets
+ * fmaf(d, X[k], acc[k]) for the integer lane sums X, emulated exactly in
+ * double (wasm_fma.h): the
  * product is exact, the sum rounded once to double is right unless it lands
  * on a float tie (lb__wasm_fma_tie), and then every lane of the block takes
  * the round-to-odd path. */
@@ -141,14 +152,18 @@ static inline v128_t fma_end(const fma_lanes *f, int tie)
         return lb__wasm_fma4v_odd(f->p[0], f->c[0], f->p[1], f->c[1]);
     return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(f->s[0]), wasm_f32x4_demote_f64x2_zero(f->s[1]), 0, 1, 4, 5);
 }
+#endif
 
 /* One Q4_K super-block's integer lane sums: X0 lanes 0..3, X1 lanes 4..7,
  * lane k holding the elements e with e mod 32 in 4k..4k+3, each times its
- * sub-block scale (sm[0..7]). */
-static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, const uint8_t *sm, v128_t *X0, v128_t *X1)
+ * sub-block scale (bytes 0..7 of smv). */
+static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, v128_t smv, v128_t *X0, v128_t *X1)
 {
     const v128_t zero = wasm_i32x4_splat(0);
     v128_t x0 = zero, x1 = zero;
+    /* the 8 scales as 16-bit lanes; each round broadcasts lanes 0 and 1 by
+     * shuffles and moves the next two down (cheaper than splats from memory) */
+    v128_t sv = wasm_u16x8_extend_low_u8x16(smv);
     /* Not unrolled: clang would hoist every load of the super-block and V8's
      * register allocator would spill them. */
 #if defined(__clang__)
@@ -157,7 +172,9 @@ static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, const uint8_t
     for (int c = 0; c < 4; c++) {
         /* 64 elements: the low nibbles of qs[32c + l] are elements 64c + l
          * (scale s0), the high nibbles elements 64c + 32 + l (scale s1) */
-        const v128_t s0 = wasm_i16x8_splat(sm[2 * c]), s1 = wasm_i16x8_splat(sm[2 * c + 1]);
+        const v128_t s0 = wasm_i16x8_shuffle(sv, sv, 0, 0, 0, 0, 0, 0, 0, 0);
+        const v128_t s1 = wasm_i16x8_shuffle(sv, sv, 1, 1, 1, 1, 1, 1, 1, 1);
+        sv = wasm_i32x4_shuffle(sv, sv, 1, 2, 3, 0);
         const v128_t q0 = ld(qs + 32 * c), q1 = ld(qs + 32 * c + 16);
 #if defined(LB_WASM_HAVE_RELAXED_DOT)
         /* pairs of products in 16 bits, then times the scale and paired again */
@@ -208,17 +225,21 @@ static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q4_K *b = w;
     const lb_block_a8_K *a = act;
-    const v128_t zero = wasm_i32x4_splat(0);
-    v128_t acc_lo = zero, acc_hi = zero, accm = zero;
+    const v128_t zero = wasm_f32x4_splat(0);
+    v128_t acc_lo = zero, acc_hi = zero, accm = zero;   /* the reference's 8 lanes, and its 4 of mins */
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
-        uint8_t sm[16];   /* [8 scales, 8 mins] */
-        const v128_t smv = q4_K_scales_mins_v(b[i].scales);
-        wasm_v128_store(sm, smv);
+        const v128_t smv = q4_K_scales_mins_v(b[i].scales);   /* bytes: [8 scales, 8 mins] */
         v128_t X0, X1;
-        q4_K_lanes(b[i].qs, a[i].qs, sm, &X0, &X1);
+        q4_K_lanes(b[i].qs, a[i].qs, smv, &X0, &X1);
         v128_t m = q4_K_min_lanes(smv, a[i].bsums);
+        /* each lane sums 32 products of at most 63 * 15 * 127, below 2^24 */
         float d = a[i].d * h2f(b[i].d);
         float dmin = -a[i].d * h2f(b[i].dmin);
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+        acc_lo = fma_i32(wasm_f32x4_splat(d), X0, acc_lo);
+        acc_hi = fma_i32(wasm_f32x4_splat(d), X1, acc_hi);
+        accm = fma_i32(wasm_f32x4_splat(dmin), m, accm);
+#else
         const v128_t dd = wasm_f64x2_splat((double)d);
         fma_lanes f0, f1, fm;
         fma_begin(&f0, dd, X0, acc_lo);
@@ -228,9 +249,9 @@ static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
         acc_lo = fma_end(&f0, tie);
         acc_hi = fma_end(&f1, tie);
         accm = fma_end(&fm, tie);
+#endif
     }
-    *s = hsum8(acc_lo, acc_hi) + ((wasm_f32x4_extract_lane(accm, 0) + wasm_f32x4_extract_lane(accm, 2)) +
-                                  (wasm_f32x4_extract_lane(accm, 1) + wasm_f32x4_extract_lane(accm, 3)));
+    *s = hsum8(acc_lo, acc_hi) + hsum4(accm);
 }
 
 /* 16 positions l of one Q6_K half: the four 32-element chunks k at those l
@@ -266,7 +287,7 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q6_K *b = w;
     const lb_block_a8_K *a = act;
-    v128_t acc_lo = wasm_f32x4_splat(0), acc_hi = wasm_f32x4_splat(0);
+    v128_t acc_lo = wasm_f32x4_splat(0), acc_hi = wasm_f32x4_splat(0);   /* the reference's 8 lanes */
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         const uint8_t *ql = b[i].ql, *qh = b[i].qh;
         const int8_t *aq = a[i].qs, *sc = b[i].scales;
@@ -281,7 +302,12 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
             X1 = wasm_i32x4_add(X1, dot16x4_q6(ld(ql + 64 * h + 16), ld(ql + 64 * h + 48), ld(qh + 32 * h + 16),
                                                aq + 128 * h + 16, sc + 8 * h + 1));
         }
+        /* each lane sums 32 products of at most 32 * 128 * 127, below 2^24 */
         float d = a[i].d * h2f(b[i].d);
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+        acc_lo = fma_i32(wasm_f32x4_splat(d), X0, acc_lo);
+        acc_hi = fma_i32(wasm_f32x4_splat(d), X1, acc_hi);
+#else
         const v128_t dd = wasm_f64x2_splat((double)d);
         fma_lanes f0, f1;
         fma_begin(&f0, dd, X0, acc_lo);
@@ -289,6 +315,7 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
         int tie = wasm_v128_any_true(wasm_v128_or(fma_ties(&f0), fma_ties(&f1)));
         acc_lo = fma_end(&f0, tie);
         acc_hi = fma_end(&f1, tie);
+#endif
     }
     *s = hsum8(acc_lo, acc_hi);
 }
@@ -429,6 +456,7 @@ void lb__kernels_register_wasm_k(lb_kernel_set *k)
     k->vec_dot[LB_TYPE_Q4_K] = dot_q4_K;
     k->vec_dot[LB_TYPE_Q5_K] = dot_q5_K;
     k->vec_dot[LB_TYPE_Q6_K] = dot_q6_K;
+
     k->quantize[LB_TYPE_A8_K] = quant_a8_K;
 }
 #endif
