@@ -4,7 +4,9 @@
 # Env: LLAMA_BENCH (default /tmp/llama.cpp/build/bin/llama-bench; see bench/README.md to build it),
 #      THREADS (2), P (512), T (128), ROUNDS (3: each round runs both engines once, alternating who goes first),
 #      ISAS ("": lowbit's own choice; e.g. "avx2 avx512" runs lowbit once per kernel set via LB_ISA, each its own
-#      column, all interleaved with llama.cpp -- a before/after comparison in one run), SAMPLES (see below).
+#      column, all interleaved with llama.cpp -- a before/after comparison in one run), SAMPLES (see below),
+#      BASE_BENCH (another lowbit-bench binary, e.g. one built from the previous commit: run in every round as
+#      its own column "lowbit base", interleaved with the others -- a before/after comparison of code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LLAMA_BENCH=${LLAMA_BENCH:-/tmp/llama.cpp/build/bin/llama-bench}
@@ -12,6 +14,10 @@ LOWBIT_BENCH=${LOWBIT_BENCH:-build/release/lowbit-bench}
 THREADS=${THREADS:-2}; P=${P:-512}; T=${T:-128}; ROUNDS=${ROUNDS:-3}
 read -r -a isas <<<"${ISAS:-}"
 [ ${#isas[@]} -gt 0 ] || isas=(default)
+if [ -n "${BASE_BENCH:-}" ]; then
+  [ -x "$BASE_BENCH" ] || { echo "vs-llamacpp: BASE_BENCH=$BASE_BENCH is not an executable" >&2; exit 1; }
+  isas+=(base)
+fi
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(../shared/models/techdocs-28M-f16.gguf ../shared/models/techdocs-28M-Q4_K_M.gguf)
 
@@ -30,6 +36,7 @@ run_lowbit() {
   local isa
   for isa in "${isas[@]}"; do
     if [ "$isa" = default ]; then env -u LB_ISA "$LOWBIT_BENCH" -m "$1" -t "$THREADS" -p "$P" -n "$T" -r 1 -o csv
+    elif [ "$isa" = base ]; then env -u LB_ISA "$BASE_BENCH" -m "$1" -t "$THREADS" -p "$P" -n "$T" -r 1 -o csv
     else LB_ISA=$isa "$LOWBIT_BENCH" -m "$1" -t "$THREADS" -p "$P" -n "$T" -r 1 -o csv; fi |
       awk -F, -v m="$1" -v e="lowbit:$isa" 'NR > 1 { printf "%s,%s,%s,%s\n", e, m, $5, $6 }' >>"$samples"
   done

@@ -75,6 +75,7 @@ static void build(void)
             lb__kernels_register_avx512_q32(&avx512_set);
             lb__kernels_register_avx512_k(&avx512_set);
             lb__kernels_register_avx512_lbq(&avx512_set);
+            lb__kernels_register_avx512_gemm(&avx512_set);
             avx512_ok = true;
         }
     }

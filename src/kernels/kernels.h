@@ -16,6 +16,19 @@
 typedef void (*lb_vec_dot4_fn)(int64_t n, float *s, int64_t s_stride, const void *w, const void *act,
                                size_t act_stride);
 
+/* A tile of nw weight rows (w_stride bytes apart) against 8 activation rows:
+ * s[j * s_stride + r] = vec_dot(n, row r, activation row j) for r < nw,
+ * j < 8, bit-identical to vec_dot.  Each weight block is unpacked once for
+ * several activation rows and each activation block prepared once for
+ * several weight rows (register-tiled GEMM for prefill and batched decoding). */
+typedef void (*lb_gemm8_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                            const void *act, size_t act_stride);
+
+/* Four weight rows (w_stride bytes apart) against one activation row:
+ * s[r] = vec_dot(n, row r, act) for r < 4, bit-identical to vec_dot (decode:
+ * each activation block's loads and conversions are shared by the rows). */
+typedef void (*lb_vec_dot_w4_fn)(int64_t n, float *s, const void *w, size_t w_stride, const void *act);
+
 typedef struct lb_kernel_set {
     const char *isa;                          /* "scalar", "avx2", ... */
     lb_vec_dot_fn vec_dot[LB_TYPE_COUNT];     /* weight type -> dot with its act_type */
@@ -24,6 +37,8 @@ typedef struct lb_kernel_set {
      * to vec_dot per row: a decode step's rows share each weight block's
      * unpacking.  Optional (NULL: lb_matmul uses vec_dot4, then vec_dot). */
     lb_vec_dot4_fn vec_dot8[LB_TYPE_COUNT];
+    lb_gemm8_fn gemm8[LB_TYPE_COUNT];         /* optional; lb_matmul prefers it to vec_dot8 */
+    lb_vec_dot_w4_fn vec_dot_w4[LB_TYPE_COUNT];   /* optional (NULL: one activation row uses vec_dot) */
     lb_dequant_fn dequant[LB_TYPE_COUNT];
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */
     /* y[i] += a * x[i] for n floats (attention's weighted sum of values) */
@@ -65,13 +80,14 @@ const lb_cpu_features *lb_cpu(void);
 void lb__kernels_register_avx2_float(lb_kernel_set *k);  /* F32 F16 BF16 */
 void lb__kernels_register_avx2_q32(lb_kernel_set *k);    /* Q4_0 Q4_1 Q5_0 Q5_1 Q8_0, A8_32 */
 void lb__kernels_register_avx2_k(lb_kernel_set *k);      /* Q2_K..Q6_K, A8_K */
-void lb__kernels_register_avx2_gemm(lb_kernel_set *k);   /* vec_dot8 of Q4_K Q6_K */
+void lb__kernels_register_avx2_gemm(lb_kernel_set *k);   /* vec_dot8 of Q4_K Q6_K, gemm8 of Q4_0 */
 void lb__kernels_register_avx2_lbq(lb_kernel_set *k);    /* LBQ2 LBQ3 LBQ4, A8_H */
 void lb__kernels_register_avx2_lbqv(lb_kernel_set *k);   /* LBQV */
 /* AVX-512 VNNI (kernels/x86/avx512_*.c), on top of the AVX2 set. */
 void lb__kernels_register_avx512_q32(lb_kernel_set *k);  /* Q4_0 Q8_0 */
 void lb__kernels_register_avx512_k(lb_kernel_set *k);    /* Q2_K Q3_K Q4_K Q6_K */
 void lb__kernels_register_avx512_lbq(lb_kernel_set *k);  /* LBQ2 LBQ3 LBQ4 */
+void lb__kernels_register_avx512_gemm(lb_kernel_set *k); /* gemm8 of Q4_0 */
 /* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
 void lb__kernels_register_wasm_float(lb_kernel_set *k);
 void lb__kernels_register_wasm_q32(lb_kernel_set *k);

@@ -64,7 +64,12 @@ static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_s
 {
     lb_vec_dot_fn dot = k->vec_dot[w->type];
     lb_vec_dot4_fn dot4 = k->vec_dot4[w->type], dot8 = k->vec_dot8[w->type];
+    lb_gemm8_fn gemm8 = k->gemm8[w->type];
     int64_t t = 0;
+    /* The whole tile against eight activation rows at a time (same bits as dot). */
+    for (; gemm8 && t + 8 <= j->n; t += 8)
+        gemm8(w->cols, r1 - r0, y + t * w->rows + r0, w->rows, (const char *)w->data + (size_t)r0 * w->row_bytes,
+              w->row_bytes, (const char *)j->act + (size_t)t * j->act_row, j->act_row);
     /* Eight, then four activation rows at a time share each weight block's unpacking (same bits as dot). */
     for (; dot8 && t + 8 <= j->n; t += 8) {
         const void *a = (const char *)j->act + (size_t)t * j->act_row;
@@ -78,10 +83,15 @@ static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_s
         for (int64_t r = r0; r < r1; r++)
             dot4(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
     }
+    lb_vec_dot_w4_fn dotw4 = k->vec_dot_w4[w->type];
     for (; t < j->n; t++) {
         const void *a = (const char *)j->act + (size_t)t * j->act_row;
         float *yt = y + t * w->rows;
-        for (int64_t r = r0; r < r1; r++)
+        int64_t r = r0;
+        /* four weight rows at a time share the activation's work (same bits as dot) */
+        for (; dotw4 && r + 4 <= r1; r += 4)
+            dotw4(w->cols, &yt[r], (const char *)w->data + (size_t)r * w->row_bytes, w->row_bytes, a);
+        for (; r < r1; r++)
             dot(w->cols, &yt[r], (const char *)w->data + (size_t)r * w->row_bytes, a);
     }
 }

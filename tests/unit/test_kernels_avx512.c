@@ -1,5 +1,6 @@
 /* Tests of the AVX-512 kernel set beyond the per-family reference tests: it
- * must give exactly the AVX2 set's bits for every dot (so a model's output
+ * must give exactly the AVX2 set's bits for every dot, the four-weight-row
+ * decode dots (vec_dot_w4) included (so a model's output
  * does not depend on which x86 CPU runs it, Q4_0 and Q8_0 included, whose
  * SIMD dots are only within a tolerance of the scalar), and LB_ISA must cap
  * the set lb_kernels() chooses.  Passes trivially where the CPU lacks
@@ -85,6 +86,68 @@ static void test_same_bits_as_avx2(void)
     printf("  %d results compared\n", compared);
 }
 
+/* vec_dot_w4 (four weight rows against one activation row, decode) of every
+ * set that has one gives each row exactly that set's vec_dot bits and the
+ * AVX2 set's, at odd and even block counts (1, 2, 3, 7, 8, 64, 65, 176 blocks:
+ * the two-block loop's tail) and a row stride wider than a row. */
+static void test_w4_same_bits(void)
+{
+    const lb_kernel_set *sets[8];
+    int ns = lb_kernels_variants(sets, 8);
+    const lb_kernel_set *v2 = lb_kernels_avx2();
+    const int blocks[] = {1, 2, 3, 7, 8, 64, 65, 176};
+    int compared = 0, present = 0;
+    for (int si = 0; si < ns; si++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            lb_type t = types[ti];
+            lb_vec_dot_w4_fn w4 = sets[si]->vec_dot_w4[t];
+            const lb_quant_traits *q = lb_quant_ref((uint32_t)t);
+            if (!w4 || !q)
+                continue;
+            present++;
+            int blck = lb_type_layout_of(t)->blck;
+            for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
+                int64_t n = (int64_t)blocks[bi] * blck;
+                if (n % 256 && lb_type_row_bytes(q->act_type, n) == 0)
+                    continue;   /* K-type activations need whole super-blocks */
+                size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(q->act_type, n);
+                size_t stride = wb + 7;                             /* rows not packed */
+                float *x = malloc((size_t)n * sizeof *x);           /* [n] */
+                char *w = malloc(4 * stride);                       /* [4 rows][stride] */
+                char *act = malloc(ab);                             /* [ab] one activation row */
+                for (int r = 0; r < 4; r++) {
+                    for (int64_t i = 0; i < n; i++)
+                        x[i] = rnd() * (i % 61 == r ? 30.0f : 1.0f);
+                    q->quantize(x, w + (size_t)r * stride, n);
+                }
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = rnd() * (i % 97 == 0 ? 40.0f : 1.0f);
+                sets[si]->quantize[q->act_type](x, act, n);
+                float got[4 + 1], want, want2;
+                got[4] = -3.0f;
+                w4(n, got, w, stride, act);
+                CHECKF(got[4] == -3.0f, "%s %s w4 wrote past s[3]", sets[si]->isa, lb_type_layout_of(t)->name);
+                for (int r = 0; r < 4; r++) {
+                    sets[si]->vec_dot[t](n, &want, w + (size_t)r * stride, act);
+                    CHECKF(memcmp(&want, &got[r], sizeof want) == 0, "%s %s w4 n %lld row %d: %.9g vs vec_dot %.9g",
+                           sets[si]->isa, lb_type_layout_of(t)->name, (long long)n, r, got[r], want);
+                    if (v2) {
+                        v2->vec_dot[t](n, &want2, w + (size_t)r * stride, act);
+                        CHECKF(memcmp(&want2, &got[r], sizeof want2) == 0, "%s %s w4 n %lld row %d: %.9g vs avx2 %.9g",
+                               sets[si]->isa, lb_type_layout_of(t)->name, (long long)n, r, got[r], want2);
+                    }
+                    compared++;
+                }
+                free(x);
+                free(w);
+                free(act);
+            }
+        }
+    printf("  %d kernels, %d rows compared\n", present, compared);
+    if (lb_kernels_avx512())
+        CHECKF(lb_kernels_avx512()->vec_dot_w4[LB_TYPE_Q4_0] != NULL, "the AVX-512 set has no Q4_0 vec_dot_w4");
+}
+
 /* The set is chosen once; main set LB_ISA=avx2 before anything asked. */
 static void test_isa_cap(void)
 {
@@ -108,5 +171,6 @@ int main(void)
     setenv("LB_ISA", "avx2", 1);
     RUN(test_isa_cap);
     RUN(test_same_bits_as_avx2);
+    RUN(test_w4_same_bits);
     return check_done();
 }

@@ -1,6 +1,7 @@
-/* AVX2 8-row register tiles for batched decoding: one Q4_K or Q6_K weight row
- * against eight A8_K activation rows (vec_dot8 in kernels.h), each result
- * bit-identical to the single-row dot in avx2_k.c. */
+/* AVX2 register tiles for batched decoding and prefill: one Q4_K or Q6_K
+ * weight row against eight A8_K activation rows (vec_dot8 in kernels.h),
+ * and Q4_0 as a tile of weight rows x 8 activation rows (gemm8, the tile in
+ * gemm_q4_0.h), each result bit-identical to the set's single-row dot. */
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
@@ -175,8 +176,18 @@ static void dot8_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
     reduce8(acc, NULL, s, s_stride);
 }
 
+/* maddubs + madd(1) sum bytes 4k..4k+3 into lane k, as avx2_q32.c's Q4_0
+ * dot does; 16 registers hold a 2 x 2 tile. */
+#define GEMM_Q4_0_NW 2
+#define GEMM_Q4_0_NA 2
+#define GEMM_Q4_0_PROD(init, u, a) \
+    _mm256_add_epi32((init), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (a)), _mm256_set1_epi16(1)))
+#define GEMM_Q4_0_DOT lb_kernels_avx2()->vec_dot[LB_TYPE_Q4_0]
+#include "kernels/x86/gemm_q4_0.h"
+
 void lb__kernels_register_avx2_gemm(lb_kernel_set *k)
 {
+    k->gemm8[LB_TYPE_Q4_0] = gemm8_q4_0;
     k->vec_dot8[LB_TYPE_Q4_K] = dot8_q4_K;
     k->vec_dot8[LB_TYPE_Q6_K] = dot8_q6_K;
 }

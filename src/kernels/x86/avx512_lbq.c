@@ -1,10 +1,13 @@
-/* AVX-512 VNNI dot products of lowbit's LBQ2/LBQ3/LBQ4 weights against A8_H
- * (one activation row, and four for prefill): VPDPWSSD applies each group's
- * scale and accumulates in one instruction, and the offset term costs one
- * more multiply-add per block.  (A byte table of 2 * sc * q looked up per group
- * with VPDPBUSD measured 7% slower for LBQ2: the shuffles are the scarcer
- * unit on Zen 4.)  Same bits as the reference in quant/lbq.c: the
- * integer sums are exact and the float update per block is the reference's. */
+/* AVX-512 VNNI dot products of lowbit's LBQ2/LBQ3/LBQ4 weights against A8_H:
+ * one activation row, four weight rows against one activation row (LBQ2,
+ * decode) and one weight row against four activation rows (prefill).
+ * VPDPWSSD applies each group's scale and accumulates in one instruction,
+ * and the offset term costs one more multiply-add per block.  (A byte table
+ * of 2 * sc * q looked up per group with VPDPBUSD measured 7% slower for
+ * LBQ2, and a zmm form of the one-row loop 15% slower: on Zen 4 the vector
+ * units, not the instruction count, are the limit.)  Same bits as the
+ * reference in quant/lbq.c: the integer sums are exact and the float update
+ * per block is the reference's. */
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
@@ -18,6 +21,8 @@
 #endif
 
 #define UNROLL _Pragma("GCC unroll 8")
+/* m is a constant at every call: the LBQ2 and LBQ3 loops are compiled apart */
+#define INLINE static inline __attribute__((always_inline))
 
 static inline __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
@@ -81,31 +86,6 @@ static inline __m128i hsum4x8(const __m256i t[4])
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-/* LBQ2 (m = 3) and LBQ3 (m = 7, with hmask): the value is 2q - m, so a
- * block's integer sum is 2 * sum_g sc_g q.a - m * sum_g sc_g sum(a of g),
- * left in 8 int32 lanes. */
-static inline __m256i isum_lbq23(const lb_block_lbq2 *b, const lb_block_a8_K *a, int m)
-{
-    bool h3 = m == 7;
-    /* d, scales and qs sit at the same offsets in both layouts */
-    __m256i hm = h3 ? load32(((const lb_block_lbq3 *)b)->hmask) : _mm256_setzero_si256();
-    __m256i sv = scale_vec(b->scales);
-    /* two chains: VPDPWSSD's accumulator latency would otherwise bound the loop */
-    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    UNROLL
-    for (int h = 0; h < 2; h++) {
-        __m256i qs = load32(b->qs + 32 * h);
-        UNROLL
-        for (int j = 0; j < 4; j++) {
-            int g = 4 * h + j;
-            __m256i p = _mm256_maddubs_epi16(unpack_q23(qs, hm, h3, g), load32(a->qs + 32 * g));
-            sum[g % 2] = _mm256_dpwssd_epi32(sum[g % 2], p, scale_word(sv, g));
-        }
-    }
-    __m256i off = _mm256_madd_epi16(load32(a->bsums), offset_weights(b->scales, m));
-    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(sum[0], sum[1]), 1), off);
-}
-
 /* LBQ4's levels are signed: |v| is maddubs's unsigned operand and v's sign
  * moves onto a (activations lie in -127..127, so negation cannot wrap). */
 static inline __m256i isum_lbq4(const lb_block_lbq4 *b, const lb_block_a8_K *a)
@@ -133,54 +113,207 @@ static inline float block_dd(const lb_block_a8_K *a, lb_f16 d, bool lbq4)
     return lbq4 ? dd * 0.0078125f : dd;
 }
 
-/* One row: acc = acc + dd_i * isum_i block after block, as the reference.
- * kind: 3 LBQ2, 7 LBQ3, 4 LBQ4.  Two blocks share one horizontal
- * reduction (eight at a time measured slower: register pressure). */
-static inline void dot_lbq(int64_t n, float *s, const uint8_t *w, size_t w_stride, const void *act, int kind)
+/* ---- one activation row (decode).  The single-row dot is compute-bound (a
+ * 2-bit block is 70 bytes against 256 multiply-adds), so its group loop is
+ * kept off the shuffle units: no shift for groups 1 and 3 of a 128-element
+ * half (their q is masked in place, i.e. 4q, and their scale word is not
+ * multiplied by 4 while the others' is), and each group's scale comes from
+ * memory with an embedded broadcast instead of a VPSHUFB.  The integer sum is
+ * then 4 * sum_g sc_g q.a exactly, and with the offset folded into the same
+ * accumulator one arithmetic shift gives the reference's isum. */
+
+/* Per group g: the scale word (sc_g + 1) in both halves of a dword, times 4
+ * for even g % 4 (whose q is taken unshifted, 1q, not 4q). */
+static inline __m256i scale_dwords(const uint8_t *scales)
+{
+    /* nibble g of the 32-bit scales word is group g's: a broadcast (a load)
+     * and one variable shift put each in its dword */
+    __m256i v = _mm256_srlv_epi32(_mm256_broadcastd_epi32(_mm_loadu_si32(scales)),
+                                  _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    __m256i s32 = _mm256_add_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), _mm256_set1_epi32(1));
+    return _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16));
+}
+/* One block's exact integer sum (LBQ2: m = 3; LBQ3: m = 7, with hmask) in 8
+ * int32 lanes; sw is scale_dwords of its scales, already in memory. */
+INLINE __m256i isum1_lbq23(const lb_block_lbq2 *b, const lb_block_a8_K *a, const int32_t *sw, __m256i offw,
+                                  int m)
+{
+    const bool h3 = m == 7;
+    const __m256i m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0c);
+    const __m256i m04 = _mm256_set1_epi8(0x04), m10 = _mm256_set1_epi8(0x10);
+    __m256i hm = h3 ? load32(((const lb_block_lbq3 *)b)->hmask) : _mm256_setzero_si256();
+    /* four short chains: with VPDPWSSD's accumulator latency, long ones fill
+     * the scheduler before the loads of later blocks can issue */
+    __m256i sum[4] = {_mm256_madd_epi16(load32(a->bsums), offw), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        __m256i lo = load32(b->qs + 32 * h), hi = _mm256_srli_epi16(lo, 4);
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            int g = 4 * h + j;
+            /* j even: q (0..3 or 0..7); j odd: 4q, bits 2..3 (and 4) */
+            __m256i q = _mm256_and_si256(j < 2 ? lo : hi, j % 2 ? m0c : m03);
+            if (h3) {
+                /* bit g of each hmask byte to bit 2 (j even) or 4 (j odd) */
+                int to = j % 2 ? 4 : 2;
+                __m256i hb = g >= to ? _mm256_srli_epi16(hm, g - to) : _mm256_slli_epi16(hm, to - g);
+                q = _mm256_or_si256(q, _mm256_and_si256(hb, j % 2 ? m10 : m04));
+            }
+            __m256i p = _mm256_maddubs_epi16(q, load32(a->qs + 32 * g));   /* |p| <= 2 * 28 * 127 */
+            sum[j] = _mm256_dpwssd_epi32(sum[j], p, _mm256_set1_epi32(sw[g]));
+        }
+    }
+    /* 4 sum_g sc_g q.a - 2m sum_g sc_g sum(a of g), halved: 2 sum sc q.a - m sum sc a */
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(sum[0], sum[1]), _mm256_add_epi32(sum[2], sum[3]));
+    return _mm256_srai_epi32(t, 1);
+}
+
+/* Blocks i .. i+3 of a row: their integer sums in the 4 lanes of the result. */
+INLINE __m128i isum4_lbq23(const uint8_t *w, size_t w_stride, const lb_block_a8_K *a, int m)
+{
+    /* [4 blocks][8 groups] scale dwords, read back by embedded broadcasts */
+    _Alignas(32) int32_t sw[4][8];
+    __m256i offw[4], t[4];
+    const __m256i mult = _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0);
+    UNROLL
+    for (int k = 0; k < 4; k++) {
+        __m256i s = scale_dwords(((const lb_block_lbq2 *)(w + (size_t)k * w_stride))->scales);
+        _mm256_store_si256((__m256i *)sw[k], _mm256_sllv_epi32(s, mult));
+        offw[k] = _mm256_mullo_epi16(s, _mm256_set1_epi16((short)(-2 * m)));
+    }
+    /* Keeps the compiler from taking them from registers with a shuffle each:
+     * read back from memory they cost a load port, which is idle. */
+    __asm__("" : "+m"(sw));
+    UNROLL
+    for (int k = 0; k < 4; k++)
+        t[k] = isum1_lbq23((const lb_block_lbq2 *)(w + (size_t)k * w_stride), &a[k], sw[k], offw[k], m);
+    return hsum4x8(t);
+}
+
+static inline float isum1_lbq23_scalar(const uint8_t *b, const lb_block_a8_K *a, int m)
+{
+    _Alignas(32) int32_t sw[8];
+    __m256i s = scale_dwords(((const lb_block_lbq2 *)b)->scales);
+    _mm256_store_si256((__m256i *)sw, _mm256_sllv_epi32(s, _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0)));
+    __m256i offw = _mm256_mullo_epi16(s, _mm256_set1_epi16((short)(-2 * m)));
+    __asm__("" : "+m"(sw));
+    return (float)hsum_i32(isum1_lbq23((const lb_block_lbq2 *)b, a, sw, offw, m));
+}
+
+/* One row of LBQ2 (m = 3) or LBQ3 (m = 7): acc = acc + dd_i * isum_i block
+ * after block, as the reference; four blocks share one horizontal
+ * reduction and one vector of dd products (each lane rounded as the
+ * reference's scalar product). */
+INLINE void dot_lbq23(int64_t n, float *s, const uint8_t *w, size_t w_stride, const void *act, int m)
 {
     const lb_block_a8_K *a = act;    /* [n / 256] */
     const int64_t nb = n / LB_QK_K;
     float acc = 0;
     int64_t i = 0;
-    /* two blocks per step share one horizontal reduction */
-    for (; i + 2 <= nb; i += 2) {
-        const uint8_t *b0 = w + (size_t)i * w_stride, *b1 = b0 + w_stride;
-        __m256i t0 = kind == 4 ? isum_lbq4((const lb_block_lbq4 *)b0, &a[i])
-                               : isum_lbq23((const lb_block_lbq2 *)b0, &a[i], kind);
-        __m256i t1 = kind == 4 ? isum_lbq4((const lb_block_lbq4 *)b1, &a[i + 1])
-                               : isum_lbq23((const lb_block_lbq2 *)b1, &a[i + 1], kind);
-        __m256i h = _mm256_hadd_epi32(t0, t1);   /* [t0 t0 t1 t1 | t0 t0 t1 t1] partial sums */
-        __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-        r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1));   /* lane 0: t0, lane 2: t1 */
-        float dd0 = block_dd(&a[i], ((const lb_block_lbq2 *)b0)->d, kind == 4);
-        float dd1 = block_dd(&a[i + 1], ((const lb_block_lbq2 *)b1)->d, kind == 4);
-        acc = acc + dd0 * (float)_mm_cvtsi128_si32(r);
-        acc = acc + dd1 * (float)_mm_extract_epi32(r, 2);
+    for (; i + 4 <= nb; i += 4) {
+        const uint8_t *b = w + (size_t)i * w_stride;
+        __m128 isum = _mm_cvtepi32_ps(isum4_lbq23(b, w_stride, &a[i], m));
+        __m128i dw = _mm_setr_epi16((short)((const lb_block_lbq2 *)b)->d,
+                                    (short)((const lb_block_lbq2 *)(b + w_stride))->d,
+                                    (short)((const lb_block_lbq2 *)(b + 2 * w_stride))->d,
+                                    (short)((const lb_block_lbq2 *)(b + 3 * w_stride))->d, 0, 0, 0, 0);
+        __m128 dd = _mm_mul_ps(_mm_setr_ps(a[i].d, a[i + 1].d, a[i + 2].d, a[i + 3].d), _mm_cvtph_ps(dw));
+        __m128 p = _mm_mul_ps(dd, isum);
+        acc = acc + _mm_cvtss_f32(p);
+        acc = acc + _mm_cvtss_f32(_mm_movehdup_ps(p));
+        acc = acc + _mm_cvtss_f32(_mm_movehl_ps(p, p));
+        acc = acc + _mm_cvtss_f32(_mm_shuffle_ps(p, p, 3));
     }
     for (; i < nb; i++) {
         const uint8_t *b = w + (size_t)i * w_stride;
-        __m256i t = kind == 4 ? isum_lbq4((const lb_block_lbq4 *)b, &a[i])
-                              : isum_lbq23((const lb_block_lbq2 *)b, &a[i], kind);
-        float dd = block_dd(&a[i], ((const lb_block_lbq2 *)b)->d, kind == 4);
-        acc = acc + dd * (float)hsum_i32(t);
+        float dd = a[i].d * _cvtsh_ss(((const lb_block_lbq2 *)b)->d);
+        acc = acc + dd * isum1_lbq23_scalar(b, &a[i], m);
     }
+    *s = acc;
+}
+
+/* Four LBQ2 weight rows (w_stride bytes apart) against one activation row
+ * (decode): the activation block's loads, its dd factor's conversion and the
+ * float updates are shared, lane r of one vector holding row r's
+ * acc = acc + dd * isum in the reference's order, so s[r] has vec_dot's bits. */
+static void dot_lbq2(int64_t n, float *s, const void *w, const void *act);
+
+static void dot_rows4_lbq2(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+{
+    /* Longer rows go one at a time: streaming from memory, four in step
+     * measured 20% faster at 1540-byte rows (5632 columns) but no faster at
+     * 3010 (11008 columns); Q4_0 (avx512_q32.c) turns slower past 2 KiB. */
+    if (w_stride > 2048) {
+        for (int r = 0; r < 4; r++)
+            dot_lbq2(n, &s[r], (const char *)w + (size_t)r * w_stride, act);
+        return;
+    }
+    const lb_block_a8_K *a = act;    /* [n / 256] */
+    const int64_t nb = n / LB_QK_K;
+    const uint8_t *x = w;            /* [4 rows][w_stride] */
+    /* The next four rows are prefetched as one sequential stream, as in
+     * avx512_q32.c's dot_rows4_q4_0 (3x slower without it, measured). */
+    const uintptr_t next = (uintptr_t)w + 4 * w_stride;   /* an address only: may lie past the tensor */
+    const size_t step = (4 * w_stride + (size_t)nb - 1) / (size_t)nb;   /* their bytes per block of these */
+    const __m256i mult = _mm256_setr_epi32(2, 0, 2, 0, 2, 0, 2, 0);
+    __m128 acc = _mm_setzero_ps();   /* lane r: row r */
+    for (int64_t i = 0; i < nb; i++) {
+        for (size_t o = 0; o < step; o += 64)
+            _mm_prefetch((const char *)(next + (size_t)i * step + o), _MM_HINT_T0);
+        _Alignas(32) int32_t sw[4][8];   /* [4 rows][8 groups] scale dwords */
+        __m256i offw[4], t[4];
+        UNROLL
+        for (int r = 0; r < 4; r++) {
+            __m256i sc = scale_dwords(((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i)->scales);
+            _mm256_store_si256((__m256i *)sw[r], _mm256_sllv_epi32(sc, mult));
+            offw[r] = _mm256_mullo_epi16(sc, _mm256_set1_epi16(-6));
+        }
+        __asm__("" : "+m"(sw));
+        UNROLL
+        for (int r = 0; r < 4; r++)
+            t[r] = isum1_lbq23((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i, &a[i], sw[r], offw[r], 3);
+        uint64_t h = 0;
+        for (int r = 0; r < 4; r++)
+            h |= (uint64_t)((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i)->d << (16 * r);
+        __m128 dd = _mm_mul_ps(_mm_set1_ps(a[i].d), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)));
+        acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4x8(t))));
+    }
+    _mm_storeu_ps(s, acc);
+}
+
+/* One row of LBQ4: acc = acc + dd_i * isum_i block after block, as the
+ * reference.  Two blocks share one horizontal reduction (eight at a time
+ * measured slower: register pressure). */
+static void dot_lbq4(int64_t n, float *s, const void *w, const void *act)
+{
+    const lb_block_lbq4 *b = w;      /* [n / 256] */
+    const lb_block_a8_K *a = act;    /* [n / 256] */
+    const int64_t nb = n / LB_QK_K;
+    float acc = 0;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i h = _mm256_hadd_epi32(isum_lbq4(&b[i], &a[i]), isum_lbq4(&b[i + 1], &a[i + 1]));
+        __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1));   /* lane 0: block i, lane 2: block i + 1 */
+        acc = acc + block_dd(&a[i], b[i].d, true) * (float)_mm_cvtsi128_si32(r);
+        acc = acc + block_dd(&a[i + 1], b[i + 1].d, true) * (float)_mm_extract_epi32(r, 2);
+    }
+    for (; i < nb; i++)
+        acc = acc + block_dd(&a[i], b[i].d, true) * (float)hsum_i32(isum_lbq4(&b[i], &a[i]));
     *s = acc;
 }
 
 static void dot_lbq2(int64_t n, float *s, const void *w, const void *act)
 {
-    dot_lbq(n, s, w, sizeof(lb_block_lbq2), act, 3);
+    dot_lbq23(n, s, w, sizeof(lb_block_lbq2), act, 3);
 }
 
 static void dot_lbq3(int64_t n, float *s, const void *w, const void *act)
 {
-    dot_lbq(n, s, w, sizeof(lb_block_lbq3), act, 7);
+    dot_lbq23(n, s, w, sizeof(lb_block_lbq3), act, 7);
 }
 
-static void dot_lbq4(int64_t n, float *s, const void *w, const void *act)
-{
-    dot_lbq(n, s, w, sizeof(lb_block_lbq4), act, 4);
-}
 
 /* ---- four activation rows per weight row: each group's quants are
  * unpacked once for all four; per row the integer sum and the float update
@@ -286,4 +419,5 @@ void lb__kernels_register_avx512_lbq(lb_kernel_set *k)
     k->vec_dot4[LB_TYPE_LBQ2] = dot4_lbq2;
     k->vec_dot4[LB_TYPE_LBQ3] = dot4_lbq3;
     k->vec_dot4[LB_TYPE_LBQ4] = dot4_lbq4;
+    k->vec_dot_w4[LB_TYPE_LBQ2] = dot_rows4_lbq2;
 }
