@@ -3,6 +3,8 @@
 #ifndef LB_TUNE_TRAIN_H
 #define LB_TUNE_TRAIN_H
 
+#include <stdatomic.h>
+
 #include "tune/tune.h"
 
 struct lb_tune_state {
@@ -46,5 +48,14 @@ struct lb_tune_state {
     float *head;    /* [n_thr][3][T][max(T, head_dim)] per-thread attention scratch */
     void *block;    /* the one allocation */
 };
+
+/* One layer's attention heads handed out to the pool's threads, forward
+ * and backward alike. */
+typedef struct attn_job {
+    lb_tune_state *st;
+    const lb_hparams *hp;
+    int il, n;
+    atomic_int next;   /* the next query head to take */
+} attn_job;
 
 #endif

@@ -75,13 +75,6 @@ static void rope_bwd_row(float *d, int n_heads, int D, const float *cs)
     }
 }
 
-typedef struct attn_job {
-    lb_tune_state *st;
-    const lb_hparams *hp;
-    int il, n;
-    atomic_int next;
-} attn_job;
-
 /* One query head: dP = dO v^T, dV_h = P^T dO, dS = P (dP - rowsum(P dP)) / sqrt(D),
  * dQ = dS k, dK_h = dS^T q. */
 static void attn_bwd_worker(void *ctx, int ith, int nth)

@@ -95,13 +95,6 @@ static void rope_row(float *x, int n_heads, int D, const float *cs)
     }
 }
 
-typedef struct attn_job {
-    lb_tune_state *st;
-    const lb_hparams *hp;
-    int il, n;
-    atomic_int next;
-} attn_job;
-
 /* Causal softmax attention of one query head: P = softmax(q k^T / sqrt(D)), out = P v. */
 static void attn_fwd_worker(void *ctx, int ith, int nth)
 {
