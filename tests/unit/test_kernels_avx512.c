@@ -111,7 +111,7 @@ static void test_w4_same_bits(void)
                 if (n % 256 && lb_type_row_bytes(q->act_type, n) == 0)
                     continue;   /* K-type activations need whole super-blocks */
                 size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(q->act_type, n);
-                size_t stride = wb + 7;                             /* rows not packed */
+                size_t stride = wb + 8;   /* rows not packed, but 2-byte aligned as every GGUF row is (f16 scales) */
                 float *x = malloc((size_t)n * sizeof *x);           /* [n] */
                 char *w = malloc(4 * stride);                       /* [4 rows][stride] */
                 char *act = malloc(ab);                             /* [ab] one activation row */
