@@ -30,12 +30,8 @@ section() {
   rc=${PIPESTATUS[0]}
   local dt=$((SECONDS - t0)) p=0 f=0
   if [ "$kind" = unit ]; then
-    local line
-    line=$(grep -E '^unit: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-    if [ -n "$line" ]; then
-      p=$(echo "$line" | awk '{print $2}')
-      f=$(echo "$line" | awk '{print $4}')
-    fi
+    # A section may run several unit suites (wasm: the plain and the relaxed-SIMD build), each with its own totals line.
+    read -r p f < <(grep -E '^unit: [0-9]+ passed, [0-9]+ failed$' "$log" | awk '{p += $2; f += $4} END {print p + 0, f + 0}')
     # A build error, a crash outside the counts or a timeout is one more failure.
     if [ "$rc" -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
   else
