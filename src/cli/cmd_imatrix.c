@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/logits.h"
 #include "base/progress.h"
 #include "cli.h"
 #include "format/gguf.h"
@@ -44,13 +45,7 @@ static void observe_both(void *user, const void *weight_data, int64_t rows, int6
  * model ran as it should on the calibration text. */
 static double nll(const float *logits, int n_vocab, int target)
 {
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < n_vocab; i++)
-        sum += exp((double)logits[i] - mx);
-    return log(sum) + mx - logits[target];
+    return lb_log_sum_exp(logits, n_vocab, NULL) - logits[target];
 }
 
 static const char *base_name(const char *path)

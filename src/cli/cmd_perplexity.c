@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/logits.h"
 #include "base/progress.h"
 #include "cli.h"
 
@@ -32,13 +33,7 @@ static const char *help =
 /* -log p(target) from one row of logits, in double. */
 static double nll(const float *logits, int n_vocab, int target)
 {
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < n_vocab; i++)
-        sum += exp((double)logits[i] - mx);
-    return -((double)logits[target] - mx - log(sum));
+    return lb_log_sum_exp(logits, n_vocab, NULL) - logits[target];
 }
 
 int lb_cli_perplexity(int argc, char **argv)

@@ -3,24 +3,12 @@
 
 #include <math.h>
 
-/* log(sum exp(x)) of one logit row, in double; *argmax gets the first maximum. */
-static double log_sum_exp(const float *x, int n, int *argmax)
-{
-    int am = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[am])
-            am = i;
-    double mx = x[am], s = 0;
-    for (int i = 0; i < n; i++)
-        s += exp((double)x[i] - mx);
-    *argmax = am;
-    return mx + log(s);
-}
+#include "base/logits.h"
 
 void lb_quality_add(lb_quality *q, const float *ref, const float *model, int n_vocab, int target)
 {
-    int am_ref, am;
-    double lse_ref = log_sum_exp(ref, n_vocab, &am_ref), lse = log_sum_exp(model, n_vocab, &am);
+    int64_t am_ref, am;
+    double lse_ref = lb_log_sum_exp(ref, n_vocab, &am_ref), lse = lb_log_sum_exp(model, n_vocab, &am);
     double kl = 0;
     for (int i = 0; i < n_vocab; i++) {
         double lr = (double)ref[i] - lse_ref, lm = (double)model[i] - lse;

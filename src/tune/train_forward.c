@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/logits.h"
 #include "tune/train.h"
 
 static size_t up64(size_t n) { return (n + 15) & ~(size_t)15; }   /* floats, to 64-byte multiples */
@@ -195,13 +196,7 @@ double lb__tune_kl(lb_tune_state *st, const lb_tune_model *tm, const float *tlp,
     double total = 0;
     for (int t = 0; t < n; t++) {
         const float *z = st->logits + t * V, *lt = tlp + t * V;
-        float mx = z[0];
-        for (int64_t i = 1; i < V; i++)
-            mx = z[i] > mx ? z[i] : mx;
-        double sum = 0;
-        for (int64_t i = 0; i < V; i++)
-            sum += exp((double)z[i] - mx);
-        double lse = mx + log(sum), kl = 0;
+        double lse = lb_log_sum_exp(z, V, NULL), kl = 0;
         float *dz = st->dlogits + t * V;
         for (int64_t i = 0; i < V; i++) {
             double ls = (double)z[i] - lse, pt = exp((double)lt[i]);

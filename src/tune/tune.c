@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/logits.h"
 #include "tune/tune.h"
 
 lb_tune_params lb_tune_default_params(void)
@@ -50,13 +51,8 @@ static void shuffle(int *a, int n, uint64_t *seed)
 static void log_softmax_rows(float *z, int n, int V)
 {
     for (int t = 0; t < n; t++) {
-        float *r = z + (int64_t)t * V, mx = r[0];
-        for (int i = 1; i < V; i++)
-            mx = r[i] > mx ? r[i] : mx;
-        double s = 0;
-        for (int i = 0; i < V; i++)
-            s += exp((double)r[i] - mx);
-        float lse = (float)(mx + log(s));
+        float *r = z + (int64_t)t * V;
+        float lse = (float)lb_log_sum_exp(r, V, NULL);
         for (int i = 0; i < V; i++)
             r[i] -= lse;
     }
