@@ -1,6 +1,7 @@
 /* `lowbit quantize`: converts an F32/F16/BF16 GGUF into a quantized one
  * (a single type or one of llama.cpp's familiar mixes) and reports what
  * each tensor became, its bits per weight and its relative RMS error. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,8 +104,9 @@ int lb_cli_quantize(int argc, char **argv)
     lb_quantize_params qp = lb_quantize_default_params();
     bool json = false, quiet = false;
     long threads = 0;
-    static char ovr_pat[64][96];        /* [64] --tensor-type patterns */
-    static lb_quantize_override ovr[64];
+    enum { MAX_OVR = 1024 };             /* per-layer rules for a large model stay within this */
+    static char ovr_pat[MAX_OVR][96];    /* [MAX_OVR] --tensor-type patterns */
+    static lb_quantize_override ovr[MAX_OVR];
     int n_ovr = 0;
     double bpw = 0;
     const char *calib = NULL, *sens_path = NULL;
@@ -124,8 +126,13 @@ int lb_cli_quantize(int argc, char **argv)
             VAL();
             const char *eq = strrchr(v, '=');
             int t = eq ? lb_type_from_name(eq + 1) : -1;
-            if (!eq || eq == v || t < 0 || n_ovr >= 64) {
+            if (!eq || eq == v || t < 0) {
                 fprintf(stderr, "lowbit quantize: --tensor-type wants PATTERN=TYPE with a known type, got '%s'\n", v);
+                return 2;
+            }
+            if (n_ovr >= MAX_OVR || eq - v >= (ptrdiff_t)sizeof ovr_pat[0]) {
+                fprintf(stderr, "lowbit quantize: --tensor-type '%s': at most %d rules of at most %zu characters\n", v,
+                        MAX_OVR, sizeof ovr_pat[0] - 1);
                 return 2;
             }
             snprintf(ovr_pat[n_ovr], sizeof ovr_pat[n_ovr], "%.*s", (int)(eq - v), v);
@@ -222,7 +229,7 @@ int lb_cli_quantize(int argc, char **argv)
             return 1;
         }
         /* --tensor-type entries first: they win over the plan */
-        static lb_quantize_override all[64 + 4096];
+        static lb_quantize_override all[MAX_OVR + 4096];
         int n_all = 0;
         for (int k = 0; k < n_ovr; k++)
             all[n_all++] = ovr[k];

@@ -25,6 +25,11 @@ expect_fail() {
 "$lowbit" run -m >/dev/null 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "needs a value" "$tmp/err" && ok "missing flag value" || bad "missing flag value"
 "$lowbit" run -m x -p y -n abc >/dev/null 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "bad value for -n" "$tmp/err" && ok "bad number" || bad "bad number"
 "$lowbit" frobnicate >/dev/null 2>&1; [ $? -eq 2 ] && ok "unknown command" || bad "unknown command"
+long_pat=$(printf 'x%.0s' $(seq 120))
+"$lowbit" quantize a b --tensor-type "$long_pat=q4_0" >/dev/null 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "at most 1024 rules of at most 95 characters" "$tmp/err" && ok "over-long --tensor-type pattern" || bad "over-long --tensor-type pattern"
+# 200 per-layer rules (more than the old limit of 64) reach the input check.
+rules=(); for l in $(seq 0 199); do rules+=(--tensor-type "blk.$l.ffn_down.=q4_0"); done
+"$lowbit" quantize "$tmp/nope.gguf" "$tmp/out.gguf" "${rules[@]}" >/dev/null 2>"$tmp/err"; [ $? -eq 1 ] && ! grep -q "tensor-type" "$tmp/err" && ok "200 --tensor-type rules" || bad "200 --tensor-type rules"
 for c in run perplexity info tokenize; do
   "$lowbit" $c --help | grep -q "usage: lowbit $c" && ok "$c --help" || bad "$c --help"
 done
