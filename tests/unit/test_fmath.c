@@ -246,6 +246,45 @@ static void test_simd_equals_ref(void)
         simd_equals_ref(&sets[i]->fmath);
 }
 
+/* dot64_rows over attention keys of 64-wide heads (n = n_vec = 64, many
+ * rows, the WebAssembly set's four-row path): bit for bit dot64 * scale with
+ * an inf or NaN in an early row (the rest fall back), signed zeros (products
+ * of -0 must come out as dot64's zeroed accumulators make them), rows 65
+ * apart, and row counts that leave 1..3 over. */
+static void test_dot64_rows_64(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0;
+    static const int row_counts[] = {1, 4, 5, 7, 8, 13};
+    for (int i = 0; i < ns; i++) {
+        const lb_fmath *s = &sets[i]->fmath;
+        if (!s->dot64_rows)
+            continue;
+        for (int mode = 0; mode < 4; mode++)
+            for (int rc = 0; rc < 6; rc++) {
+                const int rows = row_counts[rc];
+                const size_t stride = mode == 3 ? 65 : 64;
+                /* mode 2: b all -0, even rows +0 (every product -0), odd rows zeros of either sign */
+                for (size_t k = 0; k < (size_t)rows * stride; k++)
+                    hm[k] = mode == 2 ? (k / stride % 2 && rng_u64() & 1 ? 0x8000 : 0)
+                                      : lb_f32_to_f16(rng_sym() * 4.0f);
+                for (int e = 0; e < 64; e++)
+                    hb[e] = mode == 2 ? 0x8000 : lb_f32_to_f16(rng_sym());
+                if (mode == 1)   /* an infinity and a NaN in the first rows */
+                    hm[(size_t)(rng_u64() % 64)] = 0x7c00, hm[stride * (rows > 2 ? 2 : 0) + 5] = 0x7e01;
+                float out[13];
+                s->dot64_rows(rows, 64, 64, hm, stride, hb, 0.125f, out);
+                for (int k = 0; k < rows; k++, cases++) {
+                    float want = r->dot64(64, 64, hm + (size_t)k * stride, hb) * 0.125f;
+                    bad += !(same_bits(want, out[k]) || (isnan(want) && isnan(out[k])));
+                }
+            }
+    }
+    printf("  %d rows compared\n", cases);
+    CHECKF(bad == 0, "dot64_rows n=64: %d of %d rows differ from dot64", bad, cases);
+}
+
 int main(void)
 {
     RUN(test_dot_orders);
@@ -253,5 +292,6 @@ int main(void)
     RUN(test_expf);
     RUN(test_exp_sum_silu_ref);
     RUN(test_simd_equals_ref);
+    RUN(test_dot64_rows_64);
     return check_done();
 }

@@ -180,10 +180,98 @@ static void test_simd_equals_reference(void)
 }
 
 
+/* vec_dot_w4 (four weight rows against one activation row) of every SIMD set
+ * that has it for Q4_K/Q6_K: bit for bit its own vec_dot per row, and the
+ * reference's as equals_reference states, at awkward lengths, with rows
+ * further apart than their size, random and extreme bytes. */
+#define W4_NB 43
+static lb_block_a8_K act_w4[W4_NB];
+static float xa_w4[W4_NB * LB_QK_K];   /* [W4_NB * 256] activations before quantization */
+
+static void rows4_case(const lb_kernel_set *v, uint32_t type, int nb, int mode, int *bad_self, int *bad_ref)
+{
+    static uint8_t rows[4 * (W4_NB * sizeof(lb_block_q6_K) + 2)];   /* [4][stride] */
+    const size_t bsz = type == LB_TYPE_Q4_K ? sizeof(lb_block_q4_K) : sizeof(lb_block_q6_K);
+    const size_t stride = nb * bsz + 2;   /* 2-byte aligned: the blocks hold f16 scales */
+    for (size_t k = 0; k < sizeof rows; k++)
+        rows[k] = (uint8_t)(mode ? 0xFF : rng_u32(256));
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < nb; i++) {
+            uint8_t *blk = rows + r * stride + i * bsz;
+            /* every other block: any f16 below 2 in magnitude (zero and subnormal
+             * ones too: most real Q6_K scales are subnormal) */
+            lb_f16 d = i & 1 ? (lb_f16)(rng_u32(0x4000) | (rng_u32(2) << 15))
+                             : lb_f32_to_f16(ldexpf(1.0f + (float)rng_u32(1000) / 1000.0f, -(int)rng_u32(12)));
+            if (type == LB_TYPE_Q4_K) {
+                lb_block_q4_K *q = (lb_block_q4_K *)blk;
+                q->d = d;
+                q->dmin = mode ? d : i & 2 ? (lb_f16)rng_u32(0x4000) : lb_f32_to_f16(-lb_f16_to_f32(d) * 0.5f);
+            } else {
+                lb_block_q6_K *q = (lb_block_q6_K *)blk;
+                q->d = d;
+                if (mode)
+                    for (int s = 0; s < 16; s++)
+                        q->scales[s] = s & 1 ? 127 : -128;
+            }
+        }
+    for (int i = 0; i < nb * LB_QK_K; i++)
+        xa_w4[i] = mode ? (i & 1 ? 1.0f : -1.0f) : ((float)rng_u32(20001) - 10000.0f) / 1000.0f;
+    lb_kernels_scalar()->quantize[LB_TYPE_A8_K](xa_w4, act_w4, nb * LB_QK_K);
+    float s4[4];
+    v->vec_dot_w4[type](nb * LB_QK_K, s4, rows, stride, act_w4);
+    for (int r = 0; r < 4; r++) {
+        float s1, s0;
+        v->vec_dot[type](nb * LB_QK_K, &s1, rows + r * stride, act_w4);
+        lb_kernels_scalar()->vec_dot[type](nb * LB_QK_K, &s0, rows + r * stride, act_w4);
+        *bad_self += !same_bits(s4[r], s1);
+#if defined(LB_WASM_RELAXED)
+        /* matches() measures against the first nb blocks of w4/w6 and act */
+        if (!same_bits(s0, s4[r]) && strncmp(v->isa, "wasm", 4) == 0) {
+            static float wf[W4_NB * LB_QK_K], af[W4_NB * LB_QK_K];
+            lb_kernels_scalar()->dequant[type](rows + r * stride, wf, nb * LB_QK_K);
+            lb_quant_ref(LB_TYPE_A8_K)->dequant(act_w4, af, nb * LB_QK_K);
+            double m = 0;
+            for (int e = 0; e < nb * LB_QK_K; e++)
+                m += fabs((double)wf[e] * af[e]);
+            *bad_ref += fabs((double)s0 - s4[r]) > 2.0 * nb * (0x1p-24 * m + 0x1p-149);
+            continue;
+        }
+#endif
+        *bad_ref += !same_bits(s0, s4[r]);
+    }
+}
+
+static void test_rows4(void)
+{
+    static const int lens[] = {1, 2, 3, 5, 7, 11, 16, 43};
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), tested = 0;
+    for (int i = 0; i < ns; i++)
+        for (int t = 0; t < 2; t++) {
+            uint32_t type = t ? LB_TYPE_Q6_K : LB_TYPE_Q4_K;
+            if (!sets[i]->vec_dot_w4[type])
+                continue;
+            int bad_self = 0, bad_ref = 0;
+            for (int rep = 0; rep < 6; rep++)
+                for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+                    rows4_case(sets[i], type, lens[l], rep == 0, &bad_self, &bad_ref);
+            CHECKF(bad_self == 0, "%s %s vec_dot_w4: %d rows differ from its vec_dot", sets[i]->isa,
+                   t ? "q6_K" : "q4_K", bad_self);
+            CHECKF(bad_ref == 0, "%s %s vec_dot_w4: %d rows differ from the reference", sets[i]->isa,
+                   t ? "q6_K" : "q4_K", bad_ref);
+            tested++;
+        }
+    printf("  %d vec_dot_w4 kernels tested\n", tested);
+#if defined(__wasm_simd128__)
+    CHECKF(tested == 2, "the WebAssembly set has %d of the 2 K-quant vec_dot_w4 kernels", tested);
+#endif
+}
+
 int main(void)
 {
     RUN(test_reference_accuracy);
     RUN(test_lane_order);
     RUN(test_simd_equals_reference);
+    RUN(test_rows4);
     return check_done();
 }

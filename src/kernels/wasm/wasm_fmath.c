@@ -15,15 +15,22 @@
 
 #include "kernels/wasm/wasm_relaxed.h"
 
-/* Four f16 values to float, exactly as lb_f16_to_f32: the bits shifted into
- * float position and scaled by 2^112 give every normal and subnormal value;
- * inf and NaN (NaNs quieted) are patched in. */
+/* Four f16 values to float, exactly as lb_f16_to_f32: normal values have
+ * their exponent rebased in the integer bits, subnormal ones (and zero) are
+ * their mantissa times 2^-24; inf and NaN (NaNs quieted) are patched in.  No
+ * float operation sees a subnormal operand, which costs x86 a microcode
+ * assist of about a hundred cycles (WebAssembly cannot flush them to zero):
+ * attention's probabilities, converted here, are often below f16's normal
+ * range. */
 static inline v128_t ld4(const lb_f16 *p)
 {
     v128_t w = wasm_u32x4_load16x4(p);
     v128_t sign = wasm_i32x4_shl(wasm_v128_and(w, wasm_i32x4_splat(0x8000)), 16);
     v128_t em = wasm_i32x4_shl(wasm_v128_and(w, wasm_i32x4_splat(0x7fff)), 13);
-    v128_t f = wasm_f32x4_mul(em, wasm_f32x4_splat(0x1p112f));
+    v128_t sub = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_v128_and(w, wasm_i32x4_splat(0x3ff))),
+                                wasm_f32x4_splat(0x1p-24f));
+    v128_t f = wasm_v128_bitselect(sub, wasm_i32x4_add(em, wasm_i32x4_splat(0x38000000)),
+                                   wasm_i32x4_eq(wasm_v128_and(w, wasm_i32x4_splat(0x7c00)), wasm_i32x4_splat(0)));
     v128_t special = wasm_i32x4_eq(wasm_v128_and(w, wasm_i32x4_splat(0x7c00)), wasm_i32x4_splat(0x7c00));
     v128_t quiet = wasm_v128_and(wasm_i32x4_ne(wasm_v128_and(em, wasm_i32x4_splat(0x7fe000)), wasm_i32x4_splat(0)),
                                  wasm_i32x4_splat(0x400000));
@@ -164,6 +171,47 @@ static inline void lane_group(const lb_f16 *a, const float *bs, int64_t nv, int 
     }
 }
 
+/* reduce16's t4 for one row of exactly 64 elements (a head dimension of 64:
+ * dot64's one pass, each of the 64 lanes one product (0 + a[i] * b[i], as
+ * from its zeroed accumulators), then its reductions), the products as in
+ * mac16s.  Returns 0, leaving *t4 unset, when the row holds an inf or NaN. */
+static inline int row64_t4(const lb_f16 *a, const float *bs, v128_t *t4)
+{
+    v128_t h[8];   /* [8] the row's 64 f16, 8 per vector */
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    v128_t mx = wasm_i16x8_splat(0);
+    for (int j = 0; j < 8; j++) {
+        h[j] = wasm_v128_load(a + 8 * j);
+        mx = wasm_u16x8_max(mx, wasm_v128_and(h[j], e));
+    }
+    if (__builtin_expect(wasm_v128_any_true(wasm_i16x8_eq(mx, e)), 0))
+        return 0;
+    const v128_t m = wasm_i32x4_splat((int32_t)0x8fffe000), zero = wasm_f32x4_splat(0);
+    v128_t red[4];   /* dot64's lanes 4k..4k+3 of its 16 after (0 + 2) + (1 + 3) */
+    for (int k = 0; k < 4; k++) {
+        v128_t p[4];   /* elements 16v + 4k .. +3: the half k % 2 of vector 2v + k / 2 */
+        for (int v = 0; v < 4; v++) {
+            const v128_t hv = h[2 * v + k / 2];
+            const v128_t w32 = k & 1 ? wasm_i32x4_extend_high_i16x8(hv) : wasm_i32x4_extend_low_i16x8(hv);
+            p[v] = wasm_f32x4_add(zero, wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shl(w32, 13), m),
+                                                       wasm_v128_load(bs + 16 * v + 4 * k)));
+        }
+        red[k] = wasm_f32x4_add(wasm_f32x4_add(p[0], p[2]), wasm_f32x4_add(p[1], p[3]));
+    }
+    *t4 = wasm_f32x4_add(wasm_f32x4_add(red[3], red[1]), wasm_f32x4_add(red[2], red[0]));
+    return 1;
+}
+
+/* reduce16's last step, (0 + 2) + (1 + 3), of four rows' t4 at once: lane k
+ * of the result is row k's, the same additions in the same order. */
+static inline v128_t finish4x4(const v128_t t[4])
+{
+    const v128_t a = wasm_i32x4_shuffle(t[0], t[1], 0, 4, 1, 5), b = wasm_i32x4_shuffle(t[2], t[3], 0, 4, 1, 5);
+    const v128_t c = wasm_i32x4_shuffle(t[0], t[1], 2, 6, 3, 7), d = wasm_i32x4_shuffle(t[2], t[3], 2, 6, 3, 7);
+    return wasm_f32x4_add(wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(c, d, 0, 1, 4, 5)),
+                          wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 2, 3, 6, 7), wasm_i32x4_shuffle(c, d, 2, 3, 6, 7)));
+}
+
 /* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
  * context past 4096 positions) take dot64 row by row. */
 #define ROWS_MAX_B 4096
@@ -194,7 +242,19 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
         bs[i] = lb_f16_to_f32(b[i]);
     for (; i < nb; i++)
         bs[i] = 0.0f;
-    for (int64_t r = 0; r < rows; r++) {
+    int64_t r = 0;
+    /* rows of 64 (the keys of 64-wide heads), four at a time; a row with an
+     * inf or NaN sends it and the rest to the general loop */
+    for (; n == 64 && n_vec == 64 && r + 4 <= rows; r += 4) {
+        v128_t t[4];
+        int ok = 1;
+        for (int k = 0; k < 4; k++)
+            ok &= row64_t4(a + (size_t)(r + k) * stride, bs, &t[k]);
+        if (!ok)
+            break;
+        wasm_v128_store(out + r, wasm_f32x4_mul(finish4x4(t), wasm_f32x4_splat(scale)));
+    }
+    for (; r < rows; r++) {
         const lb_f16 *ar = a + (size_t)r * stride;
         /* dot64's reduction (lane groups 0 + 2) + (1 + 3), each group summed
          * on its own so that its accumulators stay in registers */

@@ -15,7 +15,11 @@
  * SIMD's f32x4.relaxed_madd (kernels/wasm/wasm_relaxed.h): it fuses on x86
  * with FMA3 and on Arm, giving the reference's bits; where an engine does
  * not fuse it, each super-block rounds once more (the tolerance stated in
- * tests/unit/test_kernels_k.c). */
+ * tests/unit/test_kernels_k.c).  Q4_K and Q6_K also have four-row decode
+ * entries (vec_dot_w4), bit for bit their vec_dot per row.  Speed notes
+ * (docs/web.md, "Speed"): no float operation may see a subnormal operand
+ * (h2f), and stores to a volatile stack slot keep V8 from hoisting a whole
+ * block's loads (lb__wasm_order). */
 #include "kernels/kernels.h"
 
 #if defined(__wasm_simd128__)
@@ -30,17 +34,24 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* f16 to float as lb_f16_to_f32, without its branches for finite values: the
- * bits moved into float position (sign kept, its sign-extended copies masked)
- * and scaled by 2^112 give every normal and subnormal value exactly. */
+/* f16 to float as lb_f16_to_f32, with no float arithmetic on a subnormal
+ * operand: x86 takes a microcode assist of about a hundred cycles for each
+ * (WebAssembly cannot set flush-to-zero).  Normal values have their exponent
+ * rebased in the integer bits; zero, subnormal, inf and NaN take
+ * lb_f16_to_f32 (a subnormal is its mantissa times 2^-24 there, both
+ * operands normal).  Q6_K's super-block scales are mostly subnormal f16
+ * values (95% of techdocs-28M's): moving their bits into float position and
+ * scaling by 2^112, as this did before, doubled the cost of a Q6_K block. */
 static inline float h2f(lb_f16 h)
 {
-    if (__builtin_expect((h & 0x7c00) == 0x7c00, 0))
+    const uint32_t e = h & 0x7c00u;
+    if (e == 0 || e == 0x7c00u)
         return lb_f16_to_f32(h);
-    uint32_t u = (uint32_t)((int32_t)(int16_t)h * 8192) & 0x8fffe000u;
+    /* sign and bits in float position (the sign's copies masked), exponent + 112 */
+    const uint32_t u = ((uint32_t)((int32_t)(int16_t)h * 8192) & 0x8fffe000u) + 0x38000000u;
     float f;
     memcpy(&f, &u, sizeof f);
-    return f * 0x1p112f;
+    return f;
 }
 
 /* The float combination of one super-block, identical to the reference's. */
@@ -70,9 +81,6 @@ static inline float hsum4(v128_t r)
     return (wasm_f32x4_extract_lane(r, 0) + wasm_f32x4_extract_lane(r, 2)) +
            (wasm_f32x4_extract_lane(r, 1) + wasm_f32x4_extract_lane(r, 3));
 }
-
-/* The reference's reduction of the 8 float lanes: (hi4 + lo4), then (0+2) + (1+3). */
-static inline float hsum8(v128_t lo, v128_t hi) { return hsum4(wasm_f32x4_add(hi, lo)); }
 
 /* Q4_K/Q5_K packed scales and mins: out[0..7] scales, out[8..15] mins. */
 static inline void q4_K_scales_mins(const uint8_t *packed, uint8_t out[16])
@@ -117,6 +125,13 @@ static inline void q3_K_scales(const uint8_t *packed, int8_t out[16])
 
 static inline v128_t ld(const void *p) { return wasm_v128_load(p); }
 
+/* A store V8 cannot drop, to a slot on the caller's stack (per thread: no
+ * cache line shared between threads).  V8's optimizing compiler (TurboFan)
+ * otherwise moves every load of a loop body to its top, where a few dozen
+ * vectors live at once and most spill to the stack; loads after the store
+ * stay after it, so each group of loads is used before the next is issued. */
+static inline void lb__wasm_order(volatile v128_t *slot, v128_t v) { *slot = v; }
+
 /* ---- dot products */
 
 /* The 16-bit lanes of v: even bytes (sign-extended) and odd bytes. */
@@ -154,92 +169,127 @@ static inline v128_t fma_end(const fma_lanes *f, int tie)
 }
 #endif
 
+/* 32-bit lane j of v, in every lane (one shuffle; with v's 16-bit halves
+ * equal, the multiplier of i32x4.dot_i16x8 for one sub-block's scale). */
+#define BCAST32(v, j) wasm_i32x4_shuffle((v), (v), (j), (j), (j), (j))
+
+/* 64 elements of a Q4_K super-block into its lane sums: the low nibbles of
+ * qs[32c + l] are elements 64c + l (scale s0), the high nibbles elements
+ * 64c + 32 + l (scale s1); l < 16 go to x0 (lanes 0..3), the rest to x1. */
+static inline void q4_K_chunk(const uint8_t *qs, const int8_t *aq, int c, v128_t s0, v128_t s1, v128_t *x0,
+                              v128_t *x1)
+{
+    const v128_t q0 = ld(qs + 32 * c), q1 = ld(qs + 32 * c + 16);
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+    /* pairs of products in 16 bits, then times the scale and paired again */
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
+    *x0 = wasm_i32x4_add(*x0, wasm_i32x4_add(
+             wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c), wasm_v128_and(q0, m4)), s0),
+             wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), m4)), s1)));
+    *x1 = wasm_i32x4_add(*x1, wasm_i32x4_add(
+             wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 16), wasm_v128_and(q1, m4)), s0),
+             wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), m4)), s1)));
+#else
+    /* WebAssembly has no 8-bit multiply: the even and odd bytes are
+     * multiplied in 16-bit lanes, the nibbles taken straight into them */
+    const v128_t m4 = wasm_i16x8_splat(0x0f);
+    v128_t a;
+    a = ld(aq + 64 * c);
+    v128_t p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q0, m4), even_i8(a)),
+                              wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 8), m4), odd_i8(a)));
+    a = ld(aq + 64 * c + 32);
+    v128_t r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), even_i8(a)),
+                              wasm_i16x8_mul(wasm_u16x8_shr(q0, 12), odd_i8(a)));
+    *x0 = wasm_i32x4_add(*x0, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
+    a = ld(aq + 64 * c + 16);
+    p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q1, m4), even_i8(a)),
+                       wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 8), m4), odd_i8(a)));
+    a = ld(aq + 64 * c + 48);
+    r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), even_i8(a)),
+                       wasm_i16x8_mul(wasm_u16x8_shr(q1, 12), odd_i8(a)));
+    *x1 = wasm_i32x4_add(*x1, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
+#endif
+}
+
 /* One Q4_K super-block's integer lane sums: X0 lanes 0..3, X1 lanes 4..7,
  * lane k holding the elements e with e mod 32 in 4k..4k+3, each times its
  * sub-block scale (bytes 0..7 of smv). */
-static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, v128_t smv, v128_t *X0, v128_t *X1)
+static inline void q4_K_lanes(const uint8_t *qs, const int8_t *aq, v128_t smv, v128_t *X0, v128_t *X1,
+                              volatile v128_t *order)
 {
-    const v128_t zero = wasm_i32x4_splat(0);
-    v128_t x0 = zero, x1 = zero;
-    /* the 8 scales as 16-bit lanes; each round broadcasts lanes 0 and 1 by
-     * shuffles and moves the next two down (cheaper than splats from memory) */
-    v128_t sv = wasm_u16x8_extend_low_u8x16(smv);
-    /* Not unrolled: clang would hoist every load of the super-block and V8's
-     * register allocator would spill them. */
-#if defined(__clang__)
-#pragma clang loop unroll(disable)
-#endif
-    for (int c = 0; c < 4; c++) {
-        /* 64 elements: the low nibbles of qs[32c + l] are elements 64c + l
-         * (scale s0), the high nibbles elements 64c + 32 + l (scale s1) */
-        const v128_t s0 = wasm_i16x8_shuffle(sv, sv, 0, 0, 0, 0, 0, 0, 0, 0);
-        const v128_t s1 = wasm_i16x8_shuffle(sv, sv, 1, 1, 1, 1, 1, 1, 1, 1);
-        sv = wasm_i32x4_shuffle(sv, sv, 1, 2, 3, 0);
-        const v128_t q0 = ld(qs + 32 * c), q1 = ld(qs + 32 * c + 16);
-#if defined(LB_WASM_HAVE_RELAXED_DOT)
-        /* pairs of products in 16 bits, then times the scale and paired again */
-        const v128_t m4 = wasm_i8x16_splat(0x0f);
-        x0 = wasm_i32x4_add(x0, wasm_i32x4_add(
-                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c), wasm_v128_and(q0, m4)), s0),
-                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 32), wasm_v128_and(wasm_u16x8_shr(q0, 4), m4)), s1)));
-        x1 = wasm_i32x4_add(x1, wasm_i32x4_add(
-                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 16), wasm_v128_and(q1, m4)), s0),
-                 wasm_i32x4_dot_i16x8(lb__wasm_dot_i8_u7(ld(aq + 64 * c + 48), wasm_v128_and(wasm_u16x8_shr(q1, 4), m4)), s1)));
-#else
-        /* WebAssembly has no 8-bit multiply: the even and odd bytes are
-         * multiplied in 16-bit lanes, the nibbles taken straight into them */
-        const v128_t m4 = wasm_i16x8_splat(0x0f);
-        v128_t a;
-        a = ld(aq + 64 * c);
-        v128_t p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q0, m4), even_i8(a)),
-                                  wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 8), m4), odd_i8(a)));
-        a = ld(aq + 64 * c + 32);
-        v128_t r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), even_i8(a)),
-                                  wasm_i16x8_mul(wasm_u16x8_shr(q0, 12), odd_i8(a)));
-        x0 = wasm_i32x4_add(x0, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
-        a = ld(aq + 64 * c + 16);
-        p = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(q1, m4), even_i8(a)),
-                           wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 8), m4), odd_i8(a)));
-        a = ld(aq + 64 * c + 48);
-        r = wasm_i16x8_add(wasm_i16x8_mul(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), even_i8(a)),
-                           wasm_i16x8_mul(wasm_u16x8_shr(q1, 12), odd_i8(a)));
-        x1 = wasm_i32x4_add(x1, wasm_i32x4_add(wasm_i32x4_dot_i16x8(p, s0), wasm_i32x4_dot_i16x8(r, s1)));
-#endif
-    }
+    v128_t x0 = wasm_i32x4_splat(0), x1 = wasm_i32x4_splat(0);
+    /* 32-bit lanes holding each 16-bit scale twice: scales 0..3 and 4..7 */
+    const v128_t sv = wasm_u16x8_extend_low_u8x16(smv);
+    const v128_t spa = wasm_i16x8_shuffle(sv, sv, 0, 0, 1, 1, 2, 2, 3, 3);
+    const v128_t spb = wasm_i16x8_shuffle(sv, sv, 4, 4, 5, 5, 6, 6, 7, 7);
+    q4_K_chunk(qs, aq, 0, BCAST32(spa, 0), BCAST32(spa, 1), &x0, &x1);
+    lb__wasm_order(order, x0);
+    lb__wasm_order(order, x1);
+    q4_K_chunk(qs, aq, 1, BCAST32(spa, 2), BCAST32(spa, 3), &x0, &x1);
+    lb__wasm_order(order, x0);
+    lb__wasm_order(order, x1);
+    q4_K_chunk(qs, aq, 2, BCAST32(spb, 0), BCAST32(spb, 1), &x0, &x1);
+    lb__wasm_order(order, x0);
+    lb__wasm_order(order, x1);
+    q4_K_chunk(qs, aq, 3, BCAST32(spb, 2), BCAST32(spb, 3), &x0, &x1);
+    lb__wasm_order(order, x0);
+    lb__wasm_order(order, x1);
     *X0 = x0;
     *X1 = x1;
 }
 
 /* Q4_K's min part: lane r gets the mins of sub-blocks 2r and 2r+1 times their
  * activation sums (sub-block j's sum is bsums[2j] + bsums[2j+1]). */
-static inline v128_t q4_K_min_lanes(v128_t mins, const int16_t *bsums)
+static inline v128_t q4_K_min_lanes(v128_t smv, const int16_t *bsums)
 {
-    const v128_t zero = wasm_i32x4_splat(0);
-    v128_t mn0 = wasm_i8x16_shuffle(mins, zero, 8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16);
-    v128_t mn1 = wasm_i8x16_shuffle(mins, zero, 12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16);
+    /* the 8 mins as 16-bit lanes, each twice: m0 m0 m1 m1 .. and m4 m4 .. */
+    const v128_t mn = wasm_u16x8_extend_high_u8x16(smv);
+    const v128_t mn0 = wasm_i16x8_shuffle(mn, mn, 0, 0, 1, 1, 2, 2, 3, 3);
+    const v128_t mn1 = wasm_i16x8_shuffle(mn, mn, 4, 4, 5, 5, 6, 6, 7, 7);
     v128_t p0 = wasm_i32x4_dot_i16x8(ld(bsums), mn0), p1 = wasm_i32x4_dot_i16x8(ld(bsums + 8), mn1);
     return wasm_i32x4_add(wasm_i32x4_shuffle(p0, p1, 0, 2, 4, 6), wasm_i32x4_shuffle(p0, p1, 1, 3, 5, 7));
 }
 
-static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
+/* d_a * d and -d_a * dmin of a Q4_K super-block (the reference's float
+ * products) in lanes 0 and 1: both f16 values converted at once as h2f
+ * converts one (normal values rebased in the integer bits), the others
+ * (zero, subnormal, inf, NaN) through h2f. */
+static inline v128_t q4_K_d_dmin(const lb_block_q4_K *b, float da)
 {
-    const lb_block_q4_K *b = w;
-    const lb_block_a8_K *a = act;
+    uint32_t u;
+    memcpy(&u, &b->d, sizeof u);   /* d in the low half, dmin in the high (little-endian) */
+    const uint32_t e0 = u & 0x7c00u, e1 = u & 0x7c000000u;
+    if (e0 == 0 || e0 == 0x7c00u || e1 == 0 || e1 == 0x7c000000u)
+        return wasm_f32x4_make(da * h2f(b->d), -da * h2f(b->dmin), 0, 0);
+    v128_t h = wasm_i32x4_extend_low_i16x8(wasm_i32x4_splat((int32_t)u));   /* d, dmin, d, dmin */
+    h = wasm_i32x4_add(wasm_v128_and(wasm_i32x4_shl(h, 13), wasm_i32x4_splat((int32_t)0x8fffe000u)),
+                       wasm_i32x4_splat(0x38000000));
+    return wasm_f32x4_mul(h, wasm_f32x4_make(da, -da, da, -da));
+}
+
+/* One Q4_K row's float lanes before the reference's final reduction: *r the
+ * 8 lanes' hi4 + lo4, *rm the 4 lanes of mins; the dot is hsum4(*r) +
+ * hsum4(*rm). */
+static inline __attribute__((always_inline)) void q4_K_row(int64_t n, const lb_block_q4_K *b, const lb_block_a8_K *a,
+                                                           v128_t *r, v128_t *rm)
+{
     const v128_t zero = wasm_f32x4_splat(0);
     v128_t acc_lo = zero, acc_hi = zero, accm = zero;   /* the reference's 8 lanes, and its 4 of mins */
+    volatile v128_t order;   /* see lb__wasm_order */
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         const v128_t smv = q4_K_scales_mins_v(b[i].scales);   /* bytes: [8 scales, 8 mins] */
         v128_t X0, X1;
-        q4_K_lanes(b[i].qs, a[i].qs, smv, &X0, &X1);
+        q4_K_lanes(b[i].qs, a[i].qs, smv, &X0, &X1, &order);
         v128_t m = q4_K_min_lanes(smv, a[i].bsums);
         /* each lane sums 32 products of at most 63 * 15 * 127, below 2^24 */
-        float d = a[i].d * h2f(b[i].d);
-        float dmin = -a[i].d * h2f(b[i].dmin);
+        const v128_t dv = q4_K_d_dmin(&b[i], a[i].d);   /* d, dmin in lanes 0, 1 */
 #if defined(LB_WASM_HAVE_RELAXED_DOT)
-        acc_lo = fma_i32(wasm_f32x4_splat(d), X0, acc_lo);
-        acc_hi = fma_i32(wasm_f32x4_splat(d), X1, acc_hi);
-        accm = fma_i32(wasm_f32x4_splat(dmin), m, accm);
+        const v128_t d = BCAST32(dv, 0);
+        acc_lo = fma_i32(d, X0, acc_lo);
+        acc_hi = fma_i32(d, X1, acc_hi);
+        accm = fma_i32(BCAST32(dv, 1), m, accm);
 #else
+        const float d = wasm_f32x4_extract_lane(dv, 0), dmin = wasm_f32x4_extract_lane(dv, 1);
         const v128_t dd = wasm_f64x2_splat((double)d);
         fma_lanes f0, f1, fm;
         fma_begin(&f0, dd, X0, acc_lo);
@@ -251,56 +301,99 @@ static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
         accm = fma_end(&fm, tie);
 #endif
     }
-    *s = hsum8(acc_lo, acc_hi) + hsum4(accm);
+    *r = wasm_f32x4_add(acc_hi, acc_lo);
+    *rm = accm;
 }
 
-/* 16 positions l of one Q6_K half: the four 32-element chunks k at those l
- * (6-bit values v[k] - 32 times activations ak[k] and scale sc[2k]) as 4 lanes
- * of 4 consecutive l.  The bits are gathered with 16-bit shifts: every
- * shifted byte is masked, so what crosses from the neighbouring byte is
- * dropped. */
-static inline v128_t dot16x4_q6(v128_t q0, v128_t q1, v128_t qh, const int8_t *ak, const int8_t *sc)
+/* hsum4 of four vectors at once: lane k of the result is hsum4(v[k]), the
+ * same additions in the same order. */
+static inline v128_t hsum4x4(const v128_t v[4])
+{
+    const v128_t a = wasm_i32x4_shuffle(v[0], v[1], 0, 4, 1, 5), b = wasm_i32x4_shuffle(v[2], v[3], 0, 4, 1, 5);
+    const v128_t c = wasm_i32x4_shuffle(v[0], v[1], 2, 6, 3, 7), d = wasm_i32x4_shuffle(v[2], v[3], 2, 6, 3, 7);
+    const v128_t l0 = wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), l1 = wasm_i32x4_shuffle(a, b, 2, 3, 6, 7);
+    const v128_t l2 = wasm_i32x4_shuffle(c, d, 0, 1, 4, 5), l3 = wasm_i32x4_shuffle(c, d, 2, 3, 6, 7);
+    return wasm_f32x4_add(wasm_f32x4_add(l0, l2), wasm_f32x4_add(l1, l3));
+}
+
+static void dot_q4_K(int64_t n, float *s, const void *w, const void *act)
+{
+    v128_t r, rm;
+    q4_K_row(n, w, act, &r, &rm);
+    *s = hsum4(r) + hsum4(rm);
+}
+
+/* Four rows against one activation row (decode): one call, and one
+ * reduction for the four. */
+static void dot_w4_q4_K(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+{
+    v128_t r[4], rm[4];
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
+    for (int k = 0; k < 4; k++)
+        q4_K_row(n, (const lb_block_q4_K *)((const char *)w + k * w_stride), act, &r[k], &rm[k]);
+    wasm_v128_store(s, wasm_f32x4_add(hsum4x4(r), hsum4x4(rm)));
+}
+
+/* (v - 32) * a for 16 quants v (0..63) and activations a, as the 8 sums of
+ * adjacent pairs in 16 bits. */
+static inline v128_t q6_pairs(v128_t a, v128_t v)
+{
+#if defined(LB_WASM_HAVE_RELAXED_DOT)
+    /* v * a - 32 * a: v in 0..63 is the unsigned operand, and the difference
+     * (at most 24130 in magnitude) fits 16 bits */
+    return wasm_i16x8_sub(lb__wasm_dot_i8_u7(a, v), lb__wasm_dot_i8_u7(a, wasm_i8x16_splat(32)));
+#else
+    v128_t q = wasm_i8x16_sub(v, wasm_i8x16_splat(32));
+    return wasm_i16x8_add(wasm_i16x8_mul(even_i8(q), even_i8(a)), wasm_i16x8_mul(odd_i8(q), odd_i8(a)));
+#endif
+}
+
+/* 16 positions l of one Q6_K half (l = 16g .. 16g+15 of the 32): the four
+ * 32-element chunks k at those l, the 6-bit values v - 32 times activations
+ * ak[32k + ...] and scale 2k + g of the half (lane 2(k % 2) + g of spa for
+ * k < 2, of spb for k >= 2), as 4 lanes of 4 consecutive l.  The bits are
+ * gathered with 16-bit shifts: every shifted byte is masked, so what crosses
+ * from the neighbouring byte is dropped. */
+static inline v128_t q6_group(v128_t q0, v128_t q1, v128_t qh, const int8_t *ak, v128_t spa, v128_t spb, int g)
 {
     const v128_t m4 = wasm_i8x16_splat(0x0f), m2h = wasm_i8x16_splat(0x30);
-    v128_t v[4];
-    v[0] = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i16x8_shl(qh, 4), m2h));
-    v[1] = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i16x8_shl(qh, 2), m2h));
-    v[2] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), wasm_v128_and(qh, m2h));
-    v[3] = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), wasm_v128_and(wasm_u16x8_shr(qh, 2), m2h));
-    v128_t r = wasm_i32x4_splat(0);
-    for (int k = 0; k < 4; k++) {
-        v128_t av = ld(ak + 32 * k);
-#if defined(LB_WASM_HAVE_RELAXED_DOT)
-        /* (v - 32) * a as v * a - 32 * a: v in 0..63 is the unsigned operand,
-         * and the difference (at most 24130 in magnitude) fits 16 bits */
-        v128_t p = wasm_i16x8_sub(lb__wasm_dot_i8_u7(av, v[k]), lb__wasm_dot_i8_u7(av, wasm_i8x16_splat(32)));
-#else
-        v128_t q = wasm_i8x16_sub(v[k], wasm_i8x16_splat(32));
-        v128_t p = wasm_i16x8_add(wasm_i16x8_mul(even_i8(q), even_i8(av)), wasm_i16x8_mul(odd_i8(q), odd_i8(av)));
-#endif
-        r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(p, wasm_i16x8_splat(sc[2 * k])));
-    }
+    v128_t v, r;
+    v = wasm_v128_or(wasm_v128_and(q0, m4), wasm_v128_and(wasm_i16x8_shl(qh, 4), m2h));
+    r = wasm_i32x4_dot_i16x8(q6_pairs(ld(ak), v), g ? BCAST32(spa, 1) : BCAST32(spa, 0));
+    v = wasm_v128_or(wasm_v128_and(q1, m4), wasm_v128_and(wasm_i16x8_shl(qh, 2), m2h));
+    r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(q6_pairs(ld(ak + 32), v), g ? BCAST32(spa, 3) : BCAST32(spa, 2)));
+    v = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q0, 4), m4), wasm_v128_and(qh, m2h));
+    r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(q6_pairs(ld(ak + 64), v), g ? BCAST32(spb, 1) : BCAST32(spb, 0)));
+    v = wasm_v128_or(wasm_v128_and(wasm_u16x8_shr(q1, 4), m4), wasm_v128_and(wasm_u16x8_shr(qh, 2), m2h));
+    r = wasm_i32x4_add(r, wasm_i32x4_dot_i16x8(q6_pairs(ld(ak + 96), v), g ? BCAST32(spb, 3) : BCAST32(spb, 2)));
     return r;
 }
 
-static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
+/* One Q6_K row's 8 float lanes as hi4 + lo4: the dot is hsum4 of it. */
+static inline __attribute__((always_inline)) v128_t q6_K_row(int64_t n, const lb_block_q6_K *b, const lb_block_a8_K *a)
 {
-    const lb_block_q6_K *b = w;
-    const lb_block_a8_K *a = act;
     v128_t acc_lo = wasm_f32x4_splat(0), acc_hi = wasm_f32x4_splat(0);   /* the reference's 8 lanes */
+    volatile v128_t order;   /* see lb__wasm_order */
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         const uint8_t *ql = b[i].ql, *qh = b[i].qh;
         const int8_t *aq = a[i].qs, *sc = b[i].scales;
         v128_t X0 = wasm_i32x4_splat(0), X1 = wasm_i32x4_splat(0);   /* lanes 0..3 and 4..7 */
-#if defined(__clang__)
-#pragma clang loop unroll(disable)
-#endif
+        /* clang unrolls the two halves; the ordering stores keep V8 from
+         * hoisting the second half's loads over the first half's work */
         for (int h = 0; h < 2; h++) {
-            /* element 128h + 32k + l, l = 16g .. 16g+15 */
-            X0 = wasm_i32x4_add(X0, dot16x4_q6(ld(ql + 64 * h), ld(ql + 64 * h + 32), ld(qh + 32 * h), aq + 128 * h,
-                                               sc + 8 * h));
-            X1 = wasm_i32x4_add(X1, dot16x4_q6(ld(ql + 64 * h + 16), ld(ql + 64 * h + 48), ld(qh + 32 * h + 16),
-                                               aq + 128 * h + 16, sc + 8 * h + 1));
+            /* element 128h + 32k + l takes scale 8h + 2k + l / 16: as 32-bit
+             * lanes holding each 16-bit scale twice, 8h .. 8h+3 and 8h+4 .. 8h+7 */
+            const v128_t s16 = wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(sc + 8 * h));
+            const v128_t spa = wasm_i16x8_shuffle(s16, s16, 0, 0, 1, 1, 2, 2, 3, 3);
+            const v128_t spb = wasm_i16x8_shuffle(s16, s16, 4, 4, 5, 5, 6, 6, 7, 7);
+            X0 = wasm_i32x4_add(X0, q6_group(ld(ql + 64 * h), ld(ql + 64 * h + 32), ld(qh + 32 * h), aq + 128 * h,
+                                             spa, spb, 0));
+            lb__wasm_order(&order, X0);
+            X1 = wasm_i32x4_add(X1, q6_group(ld(ql + 64 * h + 16), ld(ql + 64 * h + 48), ld(qh + 32 * h + 16),
+                                             aq + 128 * h + 16, spa, spb, 1));
+            lb__wasm_order(&order, X1);
         }
         /* each lane sums 32 products of at most 32 * 128 * 127, below 2^24 */
         float d = a[i].d * h2f(b[i].d);
@@ -317,7 +410,20 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
         acc_hi = fma_end(&f1, tie);
 #endif
     }
-    *s = hsum8(acc_lo, acc_hi);
+    return wasm_f32x4_add(acc_hi, acc_lo);
+}
+
+static void dot_q6_K(int64_t n, float *s, const void *w, const void *act) { *s = hsum4(q6_K_row(n, w, act)); }
+
+static void dot_w4_q6_K(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+{
+    v128_t r[4];
+#if defined(__clang__)
+#pragma clang loop unroll(disable)
+#endif
+    for (int k = 0; k < 4; k++)
+        r[k] = q6_K_row(n, (const lb_block_q6_K *)((const char *)w + k * w_stride), act);
+    wasm_v128_store(s, hsum4x4(r));
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *w, const void *act)
@@ -456,6 +562,8 @@ void lb__kernels_register_wasm_k(lb_kernel_set *k)
     k->vec_dot[LB_TYPE_Q4_K] = dot_q4_K;
     k->vec_dot[LB_TYPE_Q5_K] = dot_q5_K;
     k->vec_dot[LB_TYPE_Q6_K] = dot_q6_K;
+    k->vec_dot_w4[LB_TYPE_Q4_K] = dot_w4_q4_K;
+    k->vec_dot_w4[LB_TYPE_Q6_K] = dot_w4_q6_K;
 
     k->quantize[LB_TYPE_A8_K] = quant_a8_K;
 }
