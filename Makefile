@@ -55,6 +55,11 @@ $(BUILD)/src/kernels/x86/avx512_%.o: src/kernels/x86/avx512_%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -MMD -MP -c -o $@ $<
 
+# LBQV's AVX-512 kernels also use VBMI, BITALG and GFNI (registered only where present).
+$(BUILD)/src/kernels/x86/avx512_lbqv.o: src/kernels/x86/avx512_lbqv.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mavx512bitalg -mgfni -MMD -MP -c -o $@ $<
+
 $(BUILD)/src/kernels/x86/%.o: src/kernels/x86/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -MMD -MP -c -o $@ $<

@@ -31,6 +31,9 @@ static void detect(void)
     feats.avx512bw = __builtin_cpu_supports("avx512bw");
     feats.avx512vl = __builtin_cpu_supports("avx512vl");
     feats.avx512vnni = __builtin_cpu_supports("avx512vnni");
+    feats.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
+    feats.avx512bitalg = __builtin_cpu_supports("avx512bitalg");
+    feats.gfni = __builtin_cpu_supports("gfni");
 #endif
 #if defined(__aarch64__) && defined(__linux__)
     feats.neon_dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;

@@ -72,6 +72,7 @@ int lb_kernels_variants(const lb_kernel_set **out, int max);
 /* CPU features, detected once. */
 typedef struct lb_cpu_features {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni;
+    bool avx512vbmi, avx512bitalg, gfni;   /* VPERMB/VPMULTISHIFTQB, VPOPCNTB, GF2P8AFFINEQB (LBQV kernels) */
     bool neon_dotprod;   /* AArch64 SDOT/UDOT (Linux and Android report it in AT_HWCAP) */
 } lb_cpu_features;
 const lb_cpu_features *lb_cpu(void);
@@ -88,6 +89,7 @@ void lb__kernels_register_avx512_q32(lb_kernel_set *k);  /* Q4_0 Q8_0 */
 void lb__kernels_register_avx512_k(lb_kernel_set *k);    /* Q2_K Q3_K Q4_K Q6_K */
 void lb__kernels_register_avx512_lbq(lb_kernel_set *k);  /* LBQ2 LBQ3 LBQ4 */
 void lb__kernels_register_avx512_gemm(lb_kernel_set *k); /* gemm8 of Q4_0 */
+void lb__kernels_register_avx512_lbqv(lb_kernel_set *k); /* LBQV; needs VBMI, BITALG, GFNI too */
 /* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
 void lb__kernels_register_wasm_float(lb_kernel_set *k);
 void lb__kernels_register_wasm_q32(lb_kernel_set *k);

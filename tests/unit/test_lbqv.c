@@ -1,7 +1,8 @@
 /* Tests of LBQV, the 2-bit E8-lattice vector type: its codebook against the
  * rule that defines it, the nearest-codeword search against brute force,
  * the reference dot product against its own dequantization, every SIMD
- * kernel set against the reference (bit-exact) at awkward block counts, and
+ * kernel set against the reference (bit-exact) at awkward block counts,
+ * including the optional multi-row kernels and lb_matmul at 1-9 rows, and
  * the quantizer's error against LBQ2's. */
 #include <math.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 
 #include "check.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
 #include "quant/lbq.h"
 #include "quant/lbqv.h"
 #include "quant/ldlq.h"
@@ -213,6 +215,103 @@ static void test_simd_bitexact(void)
     printf("  (%d SIMD set(s) compared, %d four-row checks)\n", ns, n4);
 }
 
+/* Every multi-row kernel a set has (vec_dot_w4, vec_dot4, vec_dot8), on
+ * 9 weight rows and 9 activation rows, each result bit for bit the scalar
+ * reference's: random block bytes, outlier activations, all-zero blocks,
+ * a row stride wider than a row, and lb_matmul (the dispatcher that mixes
+ * them) at 1-9 activation rows and 1-9 weight rows. */
+enum { MR = 9 };
+static void test_simd_rows(void)
+{
+    /* the AVX-512 lbqv kernels need VBMI, BITALG and GFNI besides the set's
+     * features; without them the set keeps the AVX2 kernel */
+    const lb_kernel_set *k5 = lb_kernels_avx512(), *k2 = lb_kernels_avx2();
+    if (k5 && k2) {
+        const lb_cpu_features *f = lb_cpu();
+        bool own = f->avx512vbmi && f->avx512bitalg && f->gfni;
+        CHECK((k5->vec_dot[LB_TYPE_LBQV] != k2->vec_dot[LB_TYPE_LBQV]) == own);
+        CHECK((k5->vec_dot_w4[LB_TYPE_LBQV] != NULL) == own && (k5->vec_dot4[LB_TYPE_LBQV] != NULL) == own);
+    }
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4);
+    const lb_kernel_set *ks = lb_kernels_scalar();
+    const size_t pad = 3 * sizeof(lb_block_lbqv);   /* extra bytes per weight row: stride wider than the row */
+    static uint8_t wbuf[MR * (MAX_BLOCKS * sizeof(lb_block_lbqv) + 3 * sizeof(lb_block_lbqv))];
+    static lb_block_a8_K act[MR][MAX_BLOCKS]; /* [MR rows][blocks] */
+    static float x[MR * MAX_BLOCKS * 256];    /* [MR][n] */
+    static float ref[MR][MR];                 /* [weight row][activation row] */
+    int nw4 = 0, nd4 = 0, nd8 = 0, bad = 0;
+    for (int bi = 0; bi < N_BLOCKS; bi++) {
+        int nb = blocks[bi], n = nb * 256;
+        size_t stride = nb * sizeof(lb_block_lbqv) + (bi % 2 ? pad : 0);
+        for (int r = 0; r < MR; r++) {
+            lb_block_lbqv *w = (lb_block_lbqv *)(wbuf + r * stride);
+            random_blocks(w, nb);
+            if (r == 4)
+                memset(&w[nb / 2], 0, sizeof w[0]);   /* an all-zero block */
+            if (r == 7)
+                for (int i = 0; i < nb; i++)
+                    w[i].scales[0] = w[i].scales[3] = 0xFF;   /* largest group scales */
+        }
+        for (int j = 0; j < MR; j++) {
+            for (int i = 0; i < n; i++)
+                x[j * n + i] = rng_gauss() * (j == 3 && i % 53 == 0 ? 40.0f : 1.0f);
+            if (j == 5)
+                for (int i = 0; i < n; i++)
+                    x[j * n + i] = i % 3 ? 1.0f : -1.0f;   /* full-scale activations */
+            ks->quantize[LB_TYPE_A8_H](x + j * n, act[j], n);
+        }
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < MR; j++)
+                ks->vec_dot[LB_TYPE_LBQV](n, &ref[r][j], wbuf + r * stride, act[j]);
+        for (int v = 0; v < ns; v++) {
+            const lb_kernel_set *kv = sets[v];
+            lb_vec_dot_w4_fn w4 = kv->vec_dot_w4[LB_TYPE_LBQV];
+            for (int r0 = 0; w4 && r0 + 4 <= MR; r0++)
+                for (int j = 0; j < MR; j += 4) {
+                    float s[4];
+                    w4(n, s, wbuf + r0 * stride, stride, act[j]);
+                    for (int r = 0; r < 4; r++)
+                        bad += memcmp(&s[r], &ref[r0 + r][j], sizeof s[r]) != 0;
+                    nw4++;
+                }
+            lb_vec_dot4_fn d4[2] = {kv->vec_dot4[LB_TYPE_LBQV], kv->vec_dot8[LB_TYPE_LBQV]};
+            for (int k = 0; k < 2; k++) {
+                int rows = 4 << k;
+                for (int j0 = 0; d4[k] && j0 + rows <= MR; j0++)
+                    for (int r = 0; r < MR; r += 2) {
+                        float s[8 * 2];
+                        d4[k](n, s, 2, wbuf + r * stride, act[j0], sizeof act[0]);
+                        for (int j = 0; j < rows; j++)
+                            bad += memcmp(&s[2 * j], &ref[r][j0 + j], sizeof s[0]) != 0;
+                        *(k ? &nd8 : &nd4) += 1;
+                    }
+            }
+        }
+        CHECKF(bad == 0, "%d blocks: %d multi-row results differ from the reference", nb, bad);
+        bad = 0;
+        /* lb_matmul with the chosen set: rows w x activation rows t */
+        if (bi % 3 == 0 || nb == 43) {
+            lb_pool *pool = lb_pool_new(2);
+            static float y[MR * MR];
+            static _Alignas(64) uint8_t scratch[MR * MAX_BLOCKS * sizeof(lb_block_a8_K)];
+            CHECK(lb_matmul_scratch(LB_TYPE_LBQV, n, MR) <= sizeof scratch);
+            int mbad = 0;
+            for (int rows = 1; rows <= MR; rows++)
+                for (int t = 1; t <= MR; t++) {
+                    lb_matw mw = {wbuf, LB_TYPE_LBQV, rows, n, stride};
+                    lb_matmul(pool, &mw, x, t, y, scratch);
+                    for (int j = 0; j < t; j++)
+                        for (int r = 0; r < rows; r++)
+                            mbad += memcmp(&y[j * rows + r], &ref[r][j], sizeof y[0]) != 0;
+                }
+            CHECKF(mbad == 0, "%d blocks: %d lb_matmul results differ from the reference", nb, mbad);
+            lb_pool_free(pool);
+        }
+    }
+    printf("  (%d set(s): %d four-weight-row, %d four-row, %d eight-row calls checked)\n", ns, nw4, nd4, nd8);
+}
+
 static double rel_rms(const float *x, const float *y, int n)
 {
     double e = 0, s = 0;
@@ -317,6 +416,7 @@ int main(void)
     RUN(test_nearest);
     RUN(test_dot_vs_dequant);
     RUN(test_simd_bitexact);
+    RUN(test_simd_rows);
     RUN(test_quality);
     RUN(test_hessian);
     return check_done();
