@@ -233,20 +233,22 @@ INLINE void dot_lbq23(int64_t n, float *s, const uint8_t *w, size_t w_stride, co
     *s = acc;
 }
 
-/* Four LBQ2 weight rows (w_stride bytes apart) against one activation row
- * (decode): the activation block's loads, its dd factor's conversion and the
- * float updates are shared, lane r of one vector holding row r's
- * acc = acc + dd * isum in the reference's order, so s[r] has vec_dot's bits. */
+/* Four LBQ2 (m = 3) or LBQ3 (m = 7) weight rows (w_stride bytes apart, blocks
+ * bsz bytes) against one activation row (decode): the activation block's
+ * loads, its dd factor's conversion and the float updates are shared, lane r
+ * of one vector holding row r's acc = acc + dd * isum in the reference's
+ * order, so s[r] has vec_dot's bits. */
 static void dot_lbq2(int64_t n, float *s, const void *w, const void *act);
+static void dot_lbq3(int64_t n, float *s, const void *w, const void *act);
 
-static void dot_rows4_lbq2(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+INLINE void dot_rows4_lbq23(int64_t n, float *s, const void *w, size_t w_stride, const void *act, int m, size_t bsz)
 {
     /* Longer rows go one at a time: streaming from memory, four in step
      * measured 20% faster at 1540-byte rows (5632 columns) but no faster at
      * 3010 (11008 columns); Q4_0 (avx512_q32.c) turns slower past 2 KiB. */
     if (w_stride > 2048) {
         for (int r = 0; r < 4; r++)
-            dot_lbq2(n, &s[r], (const char *)w + (size_t)r * w_stride, act);
+            (m == 3 ? dot_lbq2 : dot_lbq3)(n, &s[r], (const char *)w + (size_t)r * w_stride, act);
         return;
     }
     const lb_block_a8_K *a = act;    /* [n / 256] */
@@ -261,25 +263,38 @@ static void dot_rows4_lbq2(int64_t n, float *s, const void *w, size_t w_stride, 
     for (int64_t i = 0; i < nb; i++) {
         for (size_t o = 0; o < step; o += 64)
             _mm_prefetch((const char *)(next + (size_t)i * step + o), _MM_HINT_T0);
+        const lb_block_lbq2 *blk[4];     /* block i of each row (LBQ3 starts with LBQ2's fields) */
+        for (int r = 0; r < 4; r++)
+            blk[r] = (const lb_block_lbq2 *)(x + (size_t)r * w_stride + (size_t)i * bsz);
         _Alignas(32) int32_t sw[4][8];   /* [4 rows][8 groups] scale dwords */
         __m256i offw[4], t[4];
         UNROLL
         for (int r = 0; r < 4; r++) {
-            __m256i sc = scale_dwords(((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i)->scales);
+            __m256i sc = scale_dwords(blk[r]->scales);
             _mm256_store_si256((__m256i *)sw[r], _mm256_sllv_epi32(sc, mult));
-            offw[r] = _mm256_mullo_epi16(sc, _mm256_set1_epi16(-6));
+            offw[r] = _mm256_mullo_epi16(sc, _mm256_set1_epi16((short)(-2 * m)));
         }
         __asm__("" : "+m"(sw));
         UNROLL
         for (int r = 0; r < 4; r++)
-            t[r] = isum1_lbq23((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i, &a[i], sw[r], offw[r], 3);
+            t[r] = isum1_lbq23(blk[r], &a[i], sw[r], offw[r], m);
         uint64_t h = 0;
         for (int r = 0; r < 4; r++)
-            h |= (uint64_t)((const lb_block_lbq2 *)(x + (size_t)r * w_stride) + i)->d << (16 * r);
+            h |= (uint64_t)blk[r]->d << (16 * r);
         __m128 dd = _mm_mul_ps(_mm_set1_ps(a[i].d), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)));
         acc = _mm_add_ps(acc, _mm_mul_ps(dd, _mm_cvtepi32_ps(hsum4x8(t))));
     }
     _mm_storeu_ps(s, acc);
+}
+
+static void dot_rows4_lbq2(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+{
+    dot_rows4_lbq23(n, s, w, w_stride, act, 3, sizeof(lb_block_lbq2));
+}
+
+static void dot_rows4_lbq3(int64_t n, float *s, const void *w, size_t w_stride, const void *act)
+{
+    dot_rows4_lbq23(n, s, w, w_stride, act, 7, sizeof(lb_block_lbq3));
 }
 
 /* One row of LBQ4: acc = acc + dd_i * isum_i block after block, as the
@@ -420,4 +435,5 @@ void lb__kernels_register_avx512_lbq(lb_kernel_set *k)
     k->vec_dot4[LB_TYPE_LBQ3] = dot4_lbq3;
     k->vec_dot4[LB_TYPE_LBQ4] = dot4_lbq4;
     k->vec_dot_w4[LB_TYPE_LBQ2] = dot_rows4_lbq2;
+    k->vec_dot_w4[LB_TYPE_LBQ3] = dot_rows4_lbq3;
 }
