@@ -12,6 +12,7 @@
 #include "base/alloc.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
+#include "quant/blocks.h"
 
 static uint32_t seed = 2463534242u;
 static uint32_t next(void)
@@ -113,6 +114,140 @@ static void test_gemm8_equals_vec_dot(void)
         CHECK(lb_kernels_avx512()->gemm8[LB_TYPE_Q4_0] != NULL);
 }
 
+/* Eight A8_K activation rows of nb blocks in one of four patterns: 0 the
+ * set's quantizer on random floats, 1 every byte 127, 2 every byte -128
+ * (beyond the quantizer's -127, still a valid int8), 3 lane groups of four
+ * alternating 127 and -128; bsums are the blocks' own sums. */
+static void k_act_rows(const lb_kernel_set *k, int pattern, int64_t nb, char *act, size_t ab)
+{
+    if (pattern == 0) {
+        random_act(k, LB_TYPE_A8_K, nb * 256, act, ab);
+        return;
+    }
+    for (int j = 0; j < 8; j++) {
+        lb_block_a8_K *a = (lb_block_a8_K *)(act + (size_t)j * ab);
+        for (int64_t i = 0; i < nb; i++) {
+            a[i].d = 0.001f * (float)(j + 1);
+            for (int e = 0; e < 256; e++)
+                a[i].qs[e] = (int8_t)(pattern == 1 ? 127 : pattern == 2 ? -128 : (e / 4) % 2 ? -128 : 127);
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int e = 0; e < 16; e++)
+                    sum += a[i].qs[16 * g + e];
+                a[i].bsums[g] = (int16_t)sum;
+            }
+        }
+    }
+}
+
+/* Q4_K/Q6_K weight rows: pattern 0 random bytes, otherwise the largest
+ * integer sums: Q4_K every quant 15 and every scale and min 63; Q6_K quants
+ * 0 (-32) in even rows and 63 (+31) in odd ones, scales -128 and 127. */
+static void k_weight_rows(uint32_t t, int pattern, int64_t nb, unsigned char *w, size_t wb, int rows)
+{
+    random_rows(w, (size_t)rows * wb);
+    if (pattern == 0)
+        return;
+    for (int r = 0; r < rows; r++)
+        for (int64_t i = 0; i < nb; i++) {
+            if (t == LB_TYPE_Q4_K) {
+                lb_block_q4_K *b = (lb_block_q4_K *)(w + (size_t)r * wb) + i;
+                b->d = 0x3c00;      /* 1.0 */
+                b->dmin = 0x3800;   /* 0.5 */
+                memset(b->scales, 0xff, sizeof b->scales);
+                memset(b->qs, 0xff, sizeof b->qs);
+            } else {
+                lb_block_q6_K *b = (lb_block_q6_K *)(w + (size_t)r * wb) + i;
+                b->d = 0x3c00;
+                memset(b->ql, r % 2 ? 0xff : 0, sizeof b->ql);
+                memset(b->qh, r % 2 ? 0xff : 0, sizeof b->qh);
+                for (int g = 0; g < 16; g++)
+                    b->scales[g] = (int8_t)(g % 2 ? 127 : -128);
+            }
+        }
+}
+
+/* Every multi-row K-quant kernel (gemm8, vec_dot8, vec_dot4) and vec_dot of
+ * every set against the scalar reference (quant/ref_k.c), bit for bit, at
+ * 1..43 blocks, tile heights 1..9, random and extreme inputs (the AVX-512
+ * tiles pack two lane sums into the words of an int32 lane; the extremes
+ * are where such packing would overflow or borrow). */
+static void test_k_rows_equal_reference(void)
+{
+    const lb_kernel_set *sets[4];
+    int n_sets = lb_kernels_variants(sets, 4);
+    const uint32_t types[] = {LB_TYPE_Q4_K, LB_TYPE_Q6_K};
+    int cases = 0, gemm_cases = 0;
+    for (int si = 0; si < n_sets; si++)
+        for (size_t ti = 0; ti < 2; ti++) {
+            const uint32_t t = types[ti];
+            const lb_kernel_set *k = sets[si];
+            lb_vec_dot_fn ref = lb_quant_ref(t)->vec_dot;
+            for (int pattern = 0; pattern < 4; pattern++)
+                for (int64_t nb = 1; nb <= 43; nb++) {
+                    if (pattern != 0 && nb > 3 && nb != 43)
+                        continue;   /* the extremes at a few lengths */
+                    int64_t n = nb * 256;
+                    size_t wb = lb_type_row_bytes(t, n), ab = lb_type_row_bytes(LB_TYPE_A8_K, n);
+                    unsigned char *w = malloc(9 * wb);   /* [9][wb] weight rows */
+                    char *act = malloc(8 * ab);          /* [8][ab] activation rows */
+                    k_weight_rows(t, pattern, nb, w, wb, 9);
+                    k_act_rows(k, pattern, nb, act, ab);
+                    float want[8][9];   /* [activation row][weight row] */
+                    for (int j = 0; j < 8; j++)
+                        for (int r = 0; r < 9; r++)
+                            ref(n, &want[j][r], w + (size_t)r * wb, act + (size_t)j * ab);
+                    int bad = 0;
+                    for (int j = 0; j < 8; j++)
+                        for (int r = 0; r < 9; r++) {
+                            float one;
+                            k->vec_dot[t](n, &one, w + (size_t)r * wb, act + (size_t)j * ab);
+                            bad += memcmp(&one, &want[j][r], sizeof one) != 0;
+                        }
+                    for (int r = 0; r < 9; r++) {
+                        float out[8 * 9];   /* [8][9] */
+                        if (k->vec_dot8[t]) {
+                            k->vec_dot8[t](n, out, 9, w + (size_t)r * wb, act, ab);
+                            for (int j = 0; j < 8; j++)
+                                bad += memcmp(&out[j * 9], &want[j][r], sizeof(float)) != 0;
+                        }
+                        if (k->vec_dot4[t]) {
+                            k->vec_dot4[t](n, out, 9, w + (size_t)r * wb, act + 4 * ab, ab);
+                            for (int j = 0; j < 4; j++)
+                                bad += memcmp(&out[j * 9], &want[4 + j][r], sizeof(float)) != 0;
+                        }
+                    }
+                    if (k->gemm8[t])
+                        for (int64_t h = 1; h <= 9; h++) {
+                            float out[8 * 10];   /* [8][h + 1]; column h is a guard */
+                            for (int i = 0; i < 8 * 10; i++)
+                                out[i] = -12345.0f;
+                            k->gemm8[t](n, h, out, h + 1, w, wb, act, ab);
+                            for (int j = 0; j < 8; j++) {
+                                bad += out[j * (h + 1) + h] != -12345.0f;
+                                for (int64_t r = 0; r < h; r++)
+                                    bad += memcmp(&out[j * (h + 1) + r], &want[j][r], sizeof(float)) != 0;
+                            }
+                            gemm_cases++;
+                        }
+                    CHECKF(bad == 0, "%s type %u pattern %d, %lld blocks: %d results differ from the reference",
+                           k->isa, t, pattern, (long long)nb, bad);
+                    for (int j = 0; j < 8; j++)
+                        for (int r = 0; r < 9; r++)
+                            CHECKF(want[j][r] == want[j][r], "reference NaN (pattern %d)", pattern);
+                    cases++;
+                    free(w);
+                    free(act);
+                }
+        }
+    printf("  %d (set, type, pattern, length) cases, %d gemm8 tiles\n", cases, gemm_cases);
+    /* where AVX-512 VNNI is present its set must have the K-quant tiles */
+    if (lb_kernels_avx512()) {
+        CHECK(lb_kernels_avx512()->gemm8[LB_TYPE_Q4_K] != NULL);
+        CHECK(lb_kernels_avx512()->gemm8[LB_TYPE_Q6_K] != NULL);
+    }
+}
+
 /* lb_matmul over 1..9, 16 and 17 activation rows of a Q4_0 weight whose
  * row count is not a whole number of tiles: each output is vec_dot's, with
  * and without a pool (threads claim tiles in any order). */
@@ -162,6 +297,7 @@ static void test_matmul_rows_equal_dot(void)
 int main(void)
 {
     RUN(test_gemm8_equals_vec_dot);
+    RUN(test_k_rows_equal_reference);
     RUN(test_matmul_rows_equal_dot);
     return check_done();
 }

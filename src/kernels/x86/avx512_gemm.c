@@ -1,11 +1,14 @@
-/* AVX-512 VNNI register-tiled products for prefill and batched decoding:
- * Q4_0 as a tile of weight rows x 8 activation rows (gemm8, the tile itself
- * in gemm_q4_0.h), every result with the bits of the AVX2 set's vec_dot. */
+/* AVX-512 VNNI register-tiled products for prefill and batched decoding
+ * (gemm8: a tile of weight rows x 8 activation rows): Q4_0 (the tile itself
+ * in gemm_q4_0.h), Q4_K and Q6_K, every result with the bits of the
+ * single-row vec_dot. */
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #include "quant/blocks.h"
+#include "kernels/x86/k_common.h"
 
 /* Bit-exactness needs every a*b+c outside the explicit FMAs rounded twice:
  * gcc in ISO C mode does not contract, clang must be told. */
@@ -22,7 +25,237 @@
 #define GEMM_Q4_0_DOT lb_kernels_avx512()->vec_dot[LB_TYPE_Q4_0]
 #include "kernels/x86/gemm_q4_0.h"
 
+/* ---- Q4_K and Q6_K against 8 activation rows, with the lanes of the
+ * single-row dots (avx512_k.c; the contract is in quant/ref_k.c): per block,
+ * int32 lane k holds the products of the elements with e mod 32 in
+ * 4k..4k+3, each times its sub-block's scale, and lane k of the row's float
+ * accumulator gets one FMA with it.
+ *
+ * Why this shape: maddubs + VPDPWSSD make those lanes with two multiplies
+ * per 32 weights and row (Q6_K: three, for the -32).  Here one VPDPBUSD
+ * makes a chunk's lanes straight from the bytes, and one VPDPWSSD applies
+ * the scales of two chunks at once, their lane sums packed as the two words
+ * of each lane (both fit in int16): three multiplies per 64 weights and row
+ * instead of four (Q6_K: six).  The work that does not depend on the
+ * weight row (the activations' scales and sub-block sums) is done once per
+ * call, and the scale products eight rows to a multiplication.  About
+ * 1.15-1.3x the 8-row kernels (docs/server.md); integer sums are exact in
+ * any order, so every result has the single-row dot's bits. */
+
+/* Rows of at most this many blocks use the per-call tables (16384 columns);
+ * longer ones take the 8-row kernel. */
+#define GEMM_K_MAX_BLOCKS 64
+
+/* acc + lanes of u (unsigned bytes) x s (signed bytes), 4 bytes a lane. */
+static inline __m256i dpb(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+
+/* Q4_K: lanes of the low-nibble sub-block 2c in the low words, of the high
+ * nibbles' 2c+1 in the high words.  The high sums are shifted up and the
+ * low ones added on top by the second VPDPBUSD, which is only right if the
+ * low sum is never negative (a borrow would take 1 from the high word), so
+ * it starts at 8192 (|sum of 4 products| <= 4 * 15 * 128 = 7680), and
+ * 8192 * the low sub-blocks' scales, the same in every lane and row, is
+ * where each block's integer sum starts instead of 0. */
+static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                       const void *act, size_t act_stride)
+{
+    const int64_t nb = n / LB_QK_K;
+    if (nb > GEMM_K_MAX_BLOCKS) {
+        lb_vec_dot4_fn dot8 = lb_kernels_avx512()->vec_dot8[LB_TYPE_Q4_K];
+        for (int64_t r = 0; r < nw; r++)
+            dot8(n, s + r, s_stride, (const char *)w + (size_t)r * w_stride, act, act_stride);
+        return;
+    }
+    const lb_block_a8_K *a[8];                            /* [row] -> [nb] activation blocks */
+    _Alignas(32) float ad[GEMM_K_MAX_BLOCKS][8];          /* [block][row] activation scales */
+    _Alignas(32) int16_t sub[GEMM_K_MAX_BLOCKS][8][8];    /* [block][row][sub-block] sums of 32 activations */
+    for (int j = 0; j < 8; j++) {
+        a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            ad[i][j] = a[j][i].d;
+            __m256i bs = load32(a[j][i].bsums);
+            _mm_store_si128((__m128i *)sub[i][j],
+                            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        }
+    }
+    const __m256i bias = _mm256_set1_epi32(8192);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    for (int64_t r = 0; r < nw; r++) {
+        const lb_block_q4_K *b = (const lb_block_q4_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[8];    /* [row]: dot_q4_K's 8-lane scale sums */
+        __m256 accm[4];   /* [rows 2p | 2p+1]: dot_q4_K's 4-lane min sums side by side */
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_setzero_ps();
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++)
+            accm[p] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            __m128i sm = q4_K_scales_mins(b[i].scales);
+            __m256i sm16 = _mm256_cvtepu8_epi16(sm);
+            uint16_t scw[16];   /* [8 scales, 8 mins]; scw[2c], scw[2c+1] are sp[c]'s words */
+            _mm256_storeu_si256((__m256i *)scw, sm16);
+            uint32_t sp[4];     /* [pair c]: scale of sub-block 2c, then of 2c+1 */
+            memcpy(sp, scw, sizeof sp);
+            const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
+            __m256i lo[4], hi[4];   /* [chunk c] the 32 low and 32 high nibbles */
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < 4; c++) {
+                __m256i q = load32(b[i].qs + 32 * c);
+                lo[c] = _mm256_and_si256(q, m4);
+                hi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            }
+            const __m256i start = _mm256_set1_epi32(-8192 * (scw[0] + scw[2] + scw[4] + scw[6]));
+            __m256i isum[8];
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++)
+                isum[j] = start;
+            /* Not unrolled: unrolled, gcc computes all products first and spills them. */
+            _Pragma("GCC unroll 1")
+            for (int c = 0; c < 4; c++) {
+                const __m256i scp = _mm256_set1_epi32((int)sp[c]);
+                _Pragma("GCC unroll 8")
+                for (int j = 0; j < 8; j++) {
+                    const int8_t *aq = a[j][i].qs + 64 * c;
+                    __m256i pk = _mm256_slli_epi32(dpb(_mm256_setzero_si256(), hi[c], load32(aq + 32)), 16);
+                    pk = dpb(_mm256_add_epi32(pk, bias), lo[c], load32(aq));
+                    isum[j] = _mm256_dpwssd_epi32(isum[j], pk, scp);
+                }
+            }
+            const __m256 ad8 = _mm256_load_ps(ad[i]);
+            _Alignas(32) float dd[8];   /* [row] d_a * d_w */
+            _mm256_store_ps(dd, _mm256_mul_ps(ad8, _mm256_set1_ps(h2f(b[i].d))));
+            /* the reference's (-d_a) * dmin_w: the same float, rounding is symmetric */
+            const __m256 dm8 = _mm256_mul_ps(ad8, _mm256_set1_ps(-h2f(b[i].dmin)));
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(isum[j]), acc[j]);
+            _Pragma("GCC unroll 4")
+            for (int p = 0; p < 4; p++) {
+                /* a permutation, not broadcast loads of values just stored, which wait for store
+                 * forwarding here (8% slower) */
+                __m256 dmp = _mm256_permutevar8x32_ps(
+                    dm8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+                __m256i msum = _mm256_madd_epi16(mn16, load32(sub[i][2 * p]));
+                accm[p] = _mm256_fmadd_ps(dmp, _mm256_cvtepi32_ps(msum), accm[p]);
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) {
+            s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
+            s[(2 * p + 1) * s_stride + r] = hsum8(acc[2 * p + 1]) + hsum4(_mm256_extractf128_ps(accm[p], 1));
+        }
+    }
+}
+
+/* Q6_K: the quants go in as signed q - 32 and the activations as unsigned
+ * a + 128 (a sign-bit flip), so one VPDPBUSD gives a chunk's lanes with the
+ * -32 included, plus 128 * the lane's weight sum, which is the same for
+ * every row and comes off once per block.  Chunks 2m and 2m+1 share the
+ * words of a lane (|sum| <= 4 * 255 * 32 < 2^15); these sums may be
+ * negative, so they are joined with a shift and a word blend. */
+
+/* Block b's eight 32-element chunks (chunk 4h + k is dot_q6_K's k of half
+ * h): the 6-bit quants minus 32, as signed bytes. */
+static inline void q6_K_quants(const lb_block_q6_K *b, __m256i v[8])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    _Pragma("GCC unroll 2")
+    for (int h = 0; h < 2; h++) {
+        __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32), qh = load32(b->qh + 32 * h);
+        v[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+        v[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+        v[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
+        v[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < 4; k++)
+            v[4 * h + k] = _mm256_sub_epi8(v[4 * h + k], k32);
+    }
+}
+
+/* Lanes of lo in the low words, of hi in the high words (each fits int16). */
+static inline __m256i pack_words(__m256i lo, __m256i hi)
+{
+    return _mm256_blend_epi16(lo, _mm256_slli_epi32(hi, 16), 0xAA);
+}
+
+static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                       const void *act, size_t act_stride)
+{
+    const int64_t nb = n / LB_QK_K;
+    if (nb > GEMM_K_MAX_BLOCKS) {
+        lb_vec_dot4_fn dot8 = lb_kernels_avx512()->vec_dot8[LB_TYPE_Q6_K];
+        for (int64_t r = 0; r < nw; r++)
+            dot8(n, s + r, s_stride, (const char *)w + (size_t)r * w_stride, act, act_stride);
+        return;
+    }
+    const lb_block_a8_K *a[8];                     /* [row] -> [nb] activation blocks */
+    _Alignas(32) float ad[GEMM_K_MAX_BLOCKS][8];   /* [block][row] activation scales */
+    for (int j = 0; j < 8; j++) {
+        a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++)
+            ad[i][j] = a[j][i].d;
+    }
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    for (int64_t r = 0; r < nw; r++) {
+        const lb_block_q6_K *b = (const lb_block_q6_K *)((const char *)w + (size_t)r * w_stride);
+        __m256 acc[8];   /* [row]: dot_q6_K's 8-lane sums */
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            __m256i v[8];
+            q6_K_quants(&b[i], v);
+            /* [pair m] scale words: lanes 0-3 (sc[4m], sc[4m+2]), lanes 4-7 (sc[4m+1], sc[4m+3]),
+             * a chunk's first 16 elements being sub-block 2c's and the rest 2c+1's */
+            __m256i scp[4];
+            const int8_t *sc = b[i].scales;
+            _Pragma("GCC unroll 4")
+            for (int m = 0; m < 4; m++) {
+                uint32_t lo = (uint16_t)sc[4 * m] | (uint32_t)(uint16_t)sc[4 * m + 2] << 16;
+                uint32_t hi = (uint16_t)sc[4 * m + 1] | (uint32_t)(uint16_t)sc[4 * m + 3] << 16;
+                scp[m] = _mm256_set_m128i(_mm_set1_epi32((int)hi), _mm_set1_epi32((int)lo));
+            }
+            /* 128 * each lane's scaled weight sum: the a + 128 surplus of every row */
+            __m256i surplus = _mm256_setzero_si256();
+            _Pragma("GCC unroll 4")
+            for (int m = 0; m < 4; m++) {
+                __m256i c0 = dpb(_mm256_setzero_si256(), k80, v[2 * m]);
+                __m256i c1 = dpb(_mm256_setzero_si256(), k80, v[2 * m + 1]);
+                surplus = _mm256_dpwssd_epi32(surplus, pack_words(c0, c1), scp[m]);
+            }
+            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), surplus);
+            __m256i isum[8];
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++)
+                isum[j] = start;
+            _Pragma("GCC unroll 1")
+            for (int m = 0; m < 4; m++) {
+                const __m256i v0 = v[2 * m], v1 = v[2 * m + 1], sp = scp[m];
+                _Pragma("GCC unroll 8")
+                for (int j = 0; j < 8; j++) {
+                    const int8_t *aq = a[j][i].qs + 64 * m;
+                    __m256i p0 = dpb(_mm256_setzero_si256(), _mm256_xor_si256(load32(aq), k80), v0);
+                    __m256i p1 = dpb(_mm256_setzero_si256(), _mm256_xor_si256(load32(aq + 32), k80), v1);
+                    isum[j] = _mm256_dpwssd_epi32(isum[j], pack_words(p0, p1), sp);
+                }
+            }
+            _Alignas(32) float dd[8];   /* [row] d_a * d_w */
+            _mm256_store_ps(dd, _mm256_mul_ps(_mm256_load_ps(ad[i]), _mm256_set1_ps(h2f(b[i].d))));
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(isum[j]), acc[j]);
+        }
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++)
+            s[j * s_stride + r] = hsum8(acc[j]);
+    }
+}
+
 void lb__kernels_register_avx512_gemm(lb_kernel_set *k)
 {
     k->gemm8[LB_TYPE_Q4_0] = gemm8_q4_0;
+    k->gemm8[LB_TYPE_Q4_K] = gemm8_q4_K;
+    k->gemm8[LB_TYPE_Q6_K] = gemm8_q6_K;
 }
