@@ -88,7 +88,7 @@ void lb__kernels_register_avx2_lbqv(lb_kernel_set *k);   /* LBQV */
 void lb__kernels_register_avx512_q32(lb_kernel_set *k);  /* Q4_0 Q8_0 */
 void lb__kernels_register_avx512_k(lb_kernel_set *k);    /* Q2_K Q3_K Q4_K Q6_K */
 void lb__kernels_register_avx512_lbq(lb_kernel_set *k);  /* LBQ2 LBQ3 LBQ4 */
-void lb__kernels_register_avx512_gemm(lb_kernel_set *k); /* gemm8 of Q4_0 */
+void lb__kernels_register_avx512_gemm(lb_kernel_set *k); /* gemm8 of Q4_0 Q4_K Q6_K */
 void lb__kernels_register_avx512_lbqv(lb_kernel_set *k); /* LBQV; needs VBMI, BITALG, GFNI too */
 /* WebAssembly SIMD128 (kernels/wasm/) and Arm NEON (kernels/arm/), same split. */
 void lb__kernels_register_wasm_float(lb_kernel_set *k);
