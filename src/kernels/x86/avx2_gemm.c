@@ -120,7 +120,7 @@ static void dot8_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
 {
     const lb_block_q6_K *b = w;
     const char *a0 = act;   /* [ROWS] activation rows act_stride bytes apart, each [n / 256] A8_K blocks */
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    const __m256i k32 = _mm256_set1_epi8(32);
     __m256 acc[ROWS];   /* per row: dot_q6_K's 8-lane sums */
     _Pragma("GCC unroll 8")
     for (int j = 0; j < ROWS; j++)
@@ -131,14 +131,7 @@ static void dot8_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
         __m256i scl[8];   /* [4h + k] its scales: sub-block 8h+2k for bytes 0-15, 8h+2k+1 for 16-31 */
         _Pragma("GCC unroll 2")
         for (int h = 0; h < 2; h++) {
-            const __m256i q0 = load32(b[i].ql + 64 * h);
-            const __m256i q1 = load32(b[i].ql + 64 * h + 32);
-            const __m256i qh = load32(b[i].qh + 32 * h);
-            vq[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-            vq[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-            vq[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
-            vq[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
-                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            q6_K_unpack(&b[i], h, &vq[4 * h]);
             _Pragma("GCC unroll 4")
             for (int k = 0; k < 4; k++) {
                 int sb = 8 * h + 2 * k;

@@ -171,22 +171,15 @@ static void dot_q6_K(int64_t n, float *s, const void *w, const void *act)
 {
     const lb_block_q6_K *b = w;
     const lb_block_a8_K *a = act;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    const __m256i k32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / LB_QK_K; i++) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)b[i].scales);
         __m256i isum = _mm256_setzero_si256();
         _Pragma("GCC unroll 2")
         for (int h = 0; h < 2; h++) {
-            __m256i q0 = load32(b[i].ql + 64 * h);
-            __m256i q1 = load32(b[i].ql + 64 * h + 32);
-            __m256i qh = load32(b[i].qh + 32 * h);
             __m256i v[4];   /* the unsigned 6-bit quants of the four 32-element chunks */
-            v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-            v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
-            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            q6_K_unpack(&b[i], h, v);
             _Pragma("GCC unroll 4")
             for (int k = 0; k < 4; k++) {
                 __m256i a8 = load32(a[i].qs + 128 * h + 32 * k);
@@ -266,7 +259,7 @@ static void dot4_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
     const lb_block_a8_K *a[4];   /* [4] activation rows, each [n / 256] blocks */
     for (int j = 0; j < 4; j++)
         a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    const __m256i k32 = _mm256_set1_epi8(32);
     __m256 acc[4];
     for (int j = 0; j < 4; j++)
         acc[j] = _mm256_setzero_ps();
@@ -277,15 +270,8 @@ static void dot4_q6_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
             isum[j] = _mm256_setzero_si256();
         _Pragma("GCC unroll 2")
         for (int h = 0; h < 2; h++) {
-            __m256i q0 = load32(b[i].ql + 64 * h);
-            __m256i q1 = load32(b[i].ql + 64 * h + 32);
-            __m256i qh = load32(b[i].qh + 32 * h);
             __m256i v[4];   /* the unsigned 6-bit quants of the four 32-element chunks */
-            v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-            v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
-            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            q6_K_unpack(&b[i], h, v);
             _Pragma("GCC unroll 4")
             for (int k = 0; k < 4; k++) {
                 int sb = 8 * h + 2 * k;

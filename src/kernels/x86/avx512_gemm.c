@@ -159,15 +159,10 @@ static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
  * h): the 6-bit quants minus 32, as signed bytes. */
 static inline void q6_K_quants(const lb_block_q6_K *b, __m256i v[8])
 {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    const __m256i k32 = _mm256_set1_epi8(32);
     _Pragma("GCC unroll 2")
     for (int h = 0; h < 2; h++) {
-        __m256i q0 = load32(b->ql + 64 * h), q1 = load32(b->ql + 64 * h + 32), qh = load32(b->qh + 32 * h);
-        v[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-        v[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-        v[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
-        v[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+        q6_K_unpack(b, h, &v[4 * h]);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < 4; k++)
             v[4 * h + k] = _mm256_sub_epi8(v[4 * h + k], k32);

@@ -141,20 +141,6 @@ static void dot8_q4_K(int64_t n, float *s, int64_t s_stride, const void *w, cons
 /* ---- Q6_K: the quants are q - 32; the unsigned q goes through maddubs and
  * 32 * a is taken off in int16 (exact), per lane as the reference sums. */
 
-/* The unsigned 6-bit quants of the four 32-element chunks of half h. */
-static inline void q6_K_unpack(const lb_block_q6_K *b, int h, __m256i v[4])
-{
-    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30);
-    __m256i q0 = load32(b->ql + 64 * h);
-    __m256i q1 = load32(b->ql + 64 * h + 32);
-    __m256i qh = load32(b->qh + 32 * h);
-    v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
-    v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
-    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(qh, m2h));
-    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
-                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
-}
-
 /* Scales of sub-blocks sb (bytes 0-15) and sb+1 (bytes 16-31) as words. */
 static inline __m256i q6_K_scale_pair(__m128i sc8, int sb)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/fp16.h"
+#include "quant/blocks.h"
 
 /* combine_k's a*b - c*d must round like the reference's (no fused
  * multiply-add): gcc in ISO C mode does not contract, clang must be told,
@@ -56,6 +57,20 @@ static inline __m256i pair_word(int k)
     __m128i lo = _mm_set1_epi16((short)((4 * k) | ((4 * k + 1) << 8)));
     __m128i hi = _mm_set1_epi16((short)((4 * k + 2) | ((4 * k + 3) << 8)));
     return _mm256_set_m128i(hi, lo);
+}
+
+/* The unsigned 6-bit quants (0..63) of half hf of a Q6_K block, one vector
+ * per 32-element chunk: low nibbles from ql, bits 4..5 from qh (the layout
+ * is in quant/ref_k.c's dot_q6_K). */
+static inline void q6_K_unpack(const lb_block_q6_K *b, int hf, __m256i v[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2h = _mm256_set1_epi8(0x30);
+    const __m256i q0 = load32(b->ql + 64 * hf), q1 = load32(b->ql + 64 * hf + 32), hb = load32(b->qh + 32 * hf);
+    v[0] = _mm256_or_si256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2h));
+    v[1] = _mm256_or_si256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2h));
+    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_and_si256(hb, m2h));
+    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2h));
 }
 
 /* Q4_K/Q5_K packed scales and mins as two 8-byte groups, via 32-bit word
