@@ -19,9 +19,11 @@ export function oraclePrompts() {
 }
 
 /** The models the greedy tests run: LB_BROWSER_MODELS (comma-separated file names) or llama.cpp's Q4_K_M and lowbit's
- * own 2-bit file (techdocs-28M-lbq2.gguf, made by tests/browser/run.sh in build/browser); missing files are left out. */
+ * own 2-bit files (techdocs-28M-lbq2.gguf and -lbqv.gguf, made by tests/browser/run.sh in build/browser); missing files
+ * are left out. */
 export function testModels() {
-  const names = (process.env.LB_BROWSER_MODELS || 'techdocs-28M-Q4_K_M.gguf,techdocs-28M-lbq2.gguf').split(',').filter(Boolean);
+  const names = (process.env.LB_BROWSER_MODELS || 'techdocs-28M-Q4_K_M.gguf,techdocs-28M-lbq2.gguf,techdocs-28M-lbqv.gguf')
+    .split(',').filter(Boolean);
   const have = names.filter((n) => existsSync(modelPath(n)));
   for (const n of names) if (!have.includes(n)) console.log(`# model ${n} not found: left out`);
   return have;
