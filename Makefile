@@ -206,7 +206,7 @@ build/fuzz/fuzz_oai: tests/fuzz/fuzz_oai.c $(FUZZ_OAI_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -ljansson
 
 # The Hessian loader (quant/hessian.c) on top of the GGUF reader.
-FUZZ_HESS_OBJ := build/fuzz/obj/src/quant/hessian.o
+FUZZ_HESS_OBJ := build/fuzz/obj/src/quant/hessian.o build/fuzz/obj/src/quant/calib_table.o
 FUZZ_BINS     += build/fuzz/fuzz_hessian
 build/fuzz/fuzz_hessian: tests/fuzz/fuzz_hessian.c $(FUZZ_HESS_OBJ) $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm

@@ -1,6 +1,7 @@
 /* Hessian files: collection of E[x x^T] per weight through the lb_matmul
  * observer, and the GGUF file that carries them to the quantizer. */
 #include "quant/hessian.h"
+#include "quant/calib_table.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -13,19 +14,10 @@
  * engine quantizes on one machine, and it bounds what a hostile file costs. */
 #define MAX_COLS 16384
 
-typedef struct entry {
-    char *name;          /* owned */
-    const void *key;     /* weight data pointer (collecting); NULL for a loaded entry */
-    int64_t cols;
-    int64_t rows_seen;   /* activation rows accumulated */
-    double *sum;         /* [cols][cols] sums of x_i x_j, upper triangle (collecting) */
-    float *mean;         /* [cols][cols] the full symmetric mean (loaded, or filled at write) */
-} entry;
+typedef lb__calib_entry entry;
 
 struct lb_hessian {
-    entry *e;            /* [n] */
-    int64_t n, cap;
-    int64_t last;        /* entry after the last hit: products come in a fixed order */
+    lb__calib_table t;       /* the tensors, in registration (or file) order */
     lb_hessian_meta meta;
     char *dataset;       /* owned copy behind meta.dataset */
     /* the last product computed, reused when the next product has the same input */
@@ -48,12 +40,7 @@ void lb_hessian_free(lb_hessian *h)
 {
     if (!h)
         return;
-    for (int64_t i = 0; i < h->n; i++) {
-        free(h->e[i].name);
-        free(h->e[i].sum);
-        free(h->e[i].mean);
-    }
-    free(h->e);
+    lb__calib_table_free(&h->t);
     free(h->dataset);
     free(h->last_copy);
     free(h->prod);
@@ -62,42 +49,16 @@ void lb_hessian_free(lb_hessian *h)
 
 static int64_t find_name(const lb_hessian *h, const char *name)
 {
-    for (int64_t i = 0; i < h->n; i++)
-        if (!strcmp(h->e[i].name, name))
-            return i;
-    return -1;
+    return lb__calib_find_name(&h->t, name);
 }
 
 /* Appends an entry: sums when collecting (key != NULL), means when loading. */
 static lb_status add_entry(lb_hessian *h, const char *name, const void *key, int64_t cols, lb_err *err)
 {
-    if (h->n == h->cap) {
-        int64_t cap = h->cap ? h->cap * 2 : 64;
-        entry *e = realloc(h->e, (size_t)cap * sizeof *e);
-        if (!e)
-            return lb__errf(err, LB_ERR_NOMEM, "hessian: out of memory for %" PRId64 " tensors", cap);
-        h->e = e;
-        h->cap = cap;
-    }
-    entry *t = &h->e[h->n];
-    memset(t, 0, sizeof *t);
     size_t nn = (size_t)cols * (size_t)cols;
-    t->name = malloc(strlen(name) + 1);
-    if (key)
-        t->sum = calloc(nn, sizeof *t->sum);
-    else
-        t->mean = malloc(nn * sizeof *t->mean);
-    if (!t->name || (key ? !t->sum : !t->mean)) {
-        free(t->name);
-        free(t->sum);
-        free(t->mean);
+    if (!lb__calib_append(&h->t, name, key, cols, key ? nn : 0, key ? 0 : nn))
         return lb__errf(err, LB_ERR_NOMEM, "hessian: out of memory for tensor %s (%" PRId64 " x %" PRId64 ")", name,
                         cols, cols);
-    }
-    strcpy(t->name, name);
-    t->key = key;
-    t->cols = cols;
-    h->n++;
     return LB_OK;
 }
 
@@ -157,16 +118,16 @@ void lb_hessian_observe(void *user, const void *weight_data, int64_t rows, int64
 {
     lb_hessian *h = user;
     (void)rows;
-    if (h->n == 0 || n < 1)
+    if (h->t.n == 0 || n < 1)
         return;
-    int64_t i = h->last, k = 0;
-    for (; k < h->n; k++, i = (i + 1) % h->n)
-        if (h->e[i].key == weight_data)
+    int64_t i = h->t.last, k = 0;
+    for (; k < h->t.n; k++, i = (i + 1) % h->t.n)
+        if (h->t.e[i].key == weight_data)
             break;
-    if (k == h->n)
+    if (k == h->t.n)
         return;
-    h->last = (i + 1) % h->n;
-    entry *e = &h->e[i];
+    h->t.last = (i + 1) % h->t.n;
+    entry *e = &h->t.e[i];
     if (cols != e->cols)
         return;
     size_t nx = (size_t)n * (size_t)cols, np = (size_t)cols * (size_t)cols;
@@ -234,8 +195,8 @@ lb_status lb_hessian_write(const lb_hessian *h, const char *path, const lb_hessi
         st = lb__errf(err, st, "%s: cannot set the metadata", path);
         goto out;
     }
-    for (int64_t i = 0; i < h->n; i++) {
-        entry *e = &h->e[i];
+    for (int64_t i = 0; i < h->t.n; i++) {
+        entry *e = &h->t.e[i];
         if (!e->sum || e->rows_seen == 0)
             continue;
         if (!fill_mean(e)) {
@@ -335,7 +296,7 @@ static lb_status load_gguf(const lb_gguf *g, const char *label, lb_hessian **out
         }
         if ((st = add_entry(h, name, NULL, c, err)))
             goto out;
-        float *m = h->e[h->n - 1].mean;
+        float *m = h->t.e[h->t.n - 1].mean;
         memcpy(m, t->data, (size_t)c * (size_t)c * sizeof *m); /* the data may be unaligned */
         if ((st = check_matrix(label, name, m, c, err)))
             goto out;
@@ -385,11 +346,11 @@ const float *lb_hessian_find(const lb_hessian *h, const char *weight_name, int64
     if (!h || !weight_name)
         return NULL;
     int64_t i = find_name(h, weight_name);
-    if (i < 0 || !h->e[i].mean)
+    if (i < 0 || !h->t.e[i].mean)
         return NULL;
     if (cols)
-        *cols = h->e[i].cols;
-    return h->e[i].mean;
+        *cols = h->t.e[i].cols;
+    return h->t.e[i].mean;
 }
 
 lb_hessian_meta lb_hessian_get_meta(const lb_hessian *h)
@@ -398,13 +359,13 @@ lb_hessian_meta lb_hessian_get_meta(const lb_hessian *h)
     return h ? h->meta : m;
 }
 
-int64_t lb_hessian_n_entries(const lb_hessian *h) { return h ? h->n : 0; }
+int64_t lb_hessian_n_entries(const lb_hessian *h) { return h ? h->t.n : 0; }
 
 const char *lb_hessian_name_at(const lb_hessian *h, int64_t i, int64_t *cols)
 {
-    if (!h || i < 0 || i >= h->n)
+    if (!h || i < 0 || i >= h->t.n)
         return NULL;
     if (cols)
-        *cols = h->e[i].cols;
-    return h->e[i].name;
+        *cols = h->t.e[i].cols;
+    return h->t.e[i].name;
 }

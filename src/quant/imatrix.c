@@ -1,6 +1,7 @@
 /* Importance matrices: collection through the lb_matmul observer, and the
  * GGUF file that carries them from `lowbit imatrix` to `lowbit quantize`. */
 #include "quant/imatrix.h"
+#include "quant/calib_table.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -8,19 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct entry {
-    char *name;              /* owned */
-    const void *key;         /* weight data pointer (collecting); NULL for a loaded entry */
-    int64_t cols;
-    int64_t rows_seen;       /* activation rows accumulated */
-    double *sum;             /* [cols] sums of x^2 (collecting); NULL for a loaded entry */
-    float *mean;             /* [cols] means of x^2, filled by lb_imatrix_find / write / load */
-} entry;
+typedef lb__calib_entry entry;
 
 struct lb_imatrix {
-    entry *e;                /* [n] in registration (or file) order */
-    int64_t n, cap;
-    int64_t last;            /* index of the last observed entry: products come in a fixed order */
+    lb__calib_table t;       /* the tensors, in registration (or file) order */
     int64_t n_untracked;
     char bad_name[96];       /* the first tensor whose product had the wrong shape, or "" */
     int64_t bad_cols;
@@ -40,51 +32,22 @@ void lb_imatrix_free(lb_imatrix *im)
 {
     if (!im)
         return;
-    for (int64_t i = 0; i < im->n; i++) {
-        free(im->e[i].name);
-        free(im->e[i].sum);
-        free(im->e[i].mean);
-    }
-    free(im->e);
+    lb__calib_table_free(&im->t);
     free(im->dataset);
     free(im);
 }
 
 static int64_t find_name(const lb_imatrix *im, const char *name)
 {
-    for (int64_t i = 0; i < im->n; i++)
-        if (!strcmp(im->e[i].name, name))
-            return i;
-    return -1;
+    return lb__calib_find_name(&im->t, name);
 }
 
 /* Appends an entry with room for cols means (and sums when collecting). */
 static lb_status add_entry(lb_imatrix *im, const char *name, const void *key, int64_t cols, lb_err *err)
 {
-    if (im->n == im->cap) {
-        int64_t cap = im->cap ? im->cap * 2 : 64;
-        entry *e = realloc(im->e, (size_t)cap * sizeof *e);
-        if (!e)
-            return lb__errf(err, LB_ERR_NOMEM, "importance matrix: out of memory for %" PRId64 " tensors", cap);
-        im->e = e;
-        im->cap = cap;
-    }
-    entry *t = &im->e[im->n];
-    memset(t, 0, sizeof *t);
-    t->name = malloc(strlen(name) + 1);
-    t->mean = calloc((size_t)cols, sizeof *t->mean);
-    t->sum = key ? calloc((size_t)cols, sizeof *t->sum) : NULL;
-    if (!t->name || !t->mean || (key && !t->sum)) {
-        free(t->name);
-        free(t->mean);
-        free(t->sum);
+    if (!lb__calib_append(&im->t, name, key, cols, key ? (size_t)cols : 0, (size_t)cols))
         return lb__errf(err, LB_ERR_NOMEM, "importance matrix: out of memory for tensor %s (%" PRId64 " columns)",
                         name, cols);
-    }
-    strcpy(t->name, name);
-    t->key = key;
-    t->cols = cols;
-    im->n++;
     return LB_OK;
 }
 
@@ -94,10 +57,10 @@ lb_status lb_imatrix_track(lb_imatrix *im, const char *name, const void *weight_
         return lb__errf(err, LB_ERR_INVALID_ARG, "lb_imatrix_track: bad arguments for tensor %s", name ? name : "?");
     if (find_name(im, name) >= 0)
         return lb__errf(err, LB_ERR_INVALID_ARG, "importance matrix: tensor %s registered twice", name);
-    for (int64_t i = 0; i < im->n; i++)
-        if (im->e[i].key == weight_data)
+    for (int64_t i = 0; i < im->t.n; i++)
+        if (im->t.e[i].key == weight_data)
             return lb__errf(err, LB_ERR_INVALID_ARG, "importance matrix: tensors %s and %s share their data",
-                            im->e[i].name, name);
+                            im->t.e[i].name, name);
     return add_entry(im, name, weight_data, cols, err);
 }
 
@@ -124,22 +87,22 @@ void lb_imatrix_observe(void *user, const void *weight_data, int64_t rows, int64
 {
     lb_imatrix *im = user;
     (void)rows;
-    if (im->n == 0) {
+    if (im->t.n == 0) {
         im->n_untracked++;
         return;
     }
     /* Start the search at the entry after the last hit: a forward pass
      * multiplies by the weights in the same order every time. */
-    int64_t i = im->last, k = 0;
-    for (; k < im->n; k++, i = (i + 1) % im->n)
-        if (im->e[i].key == weight_data)
+    int64_t i = im->t.last, k = 0;
+    for (; k < im->t.n; k++, i = (i + 1) % im->t.n)
+        if (im->t.e[i].key == weight_data)
             break;
-    if (k == im->n) {
+    if (k == im->t.n) {
         im->n_untracked++;
         return;
     }
-    im->last = (i + 1) % im->n;
-    entry *e = &im->e[i];
+    im->t.last = (i + 1) % im->t.n;
+    entry *e = &im->t.e[i];
     if (cols != e->cols) {
         if (!im->bad_name[0]) {
             snprintf(im->bad_name, sizeof im->bad_name, "%s", e->name);
@@ -161,7 +124,7 @@ lb_status lb_imatrix_check(const lb_imatrix *im, lb_err *err)
         int64_t i = find_name(im, im->bad_name);
         return lb__errf(err, LB_ERR_INVALID_ARG,
                         "importance matrix: tensor %s was multiplied by rows of %" PRId64 " columns, expected %" PRId64,
-                        im->bad_name, im->bad_cols, i >= 0 ? im->e[i].cols : -1);
+                        im->bad_name, im->bad_cols, i >= 0 ? im->t.e[i].cols : -1);
     }
     return LB_OK;
 }
@@ -183,7 +146,7 @@ const float *lb_imatrix_find(const lb_imatrix *im, const char *name, int64_t *co
     int64_t i = find_name(im, name);
     if (i < 0)
         return NULL;
-    entry *e = &im->e[i];
+    entry *e = &im->t.e[i];
     if (e->sum && e->rows_seen == 0)
         return NULL;
     update_mean(e);
@@ -192,15 +155,15 @@ const float *lb_imatrix_find(const lb_imatrix *im, const char *name, int64_t *co
     return e->mean;
 }
 
-int64_t lb_imatrix_n_entries(const lb_imatrix *im) { return im ? im->n : 0; }
+int64_t lb_imatrix_n_entries(const lb_imatrix *im) { return im ? im->t.n : 0; }
 
 const char *lb_imatrix_name_at(const lb_imatrix *im, int64_t i, int64_t *rows_seen)
 {
-    if (!im || i < 0 || i >= im->n)
+    if (!im || i < 0 || i >= im->t.n)
         return NULL;
     if (rows_seen)
-        *rows_seen = im->e[i].rows_seen;
-    return im->e[i].name;
+        *rows_seen = im->t.e[i].rows_seen;
+    return im->t.e[i].name;
 }
 
 lb_imatrix_meta lb_imatrix_get_meta(const lb_imatrix *im)
@@ -229,8 +192,8 @@ lb_status lb_imatrix_write(const lb_imatrix *im, const char *path, const lb_imat
         st = lb__errf(err, st, "%s: cannot set the metadata", path);
         goto out;
     }
-    for (int64_t i = 0; i < im->n; i++) {
-        entry *e = &im->e[i];
+    for (int64_t i = 0; i < im->t.n; i++) {
+        entry *e = &im->t.e[i];
         if (e->sum && e->rows_seen == 0)
             continue;
         update_mean(e);
@@ -296,7 +259,7 @@ lb_status lb_imatrix_load(const char *path, lb_imatrix **out, lb_err *err)
         if ((st = add_entry(im, name, NULL, t->ne[0], err)))
             goto out;
         /* The data may be unaligned in a hostile file: copy bytes, then check. */
-        float *m = im->e[im->n - 1].mean;
+        float *m = im->t.e[im->t.n - 1].mean;
         memcpy(m, t->data, (size_t)t->ne[0] * sizeof *m);
         for (int64_t c = 0; c < t->ne[0]; c++)
             if (!(m[c] >= 0.0f) || !isfinite(m[c])) {
