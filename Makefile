@@ -177,7 +177,7 @@ compile_commands.json:
 	bear --output $@ -- $(MAKE) -k -B BUILD=build/compdb all $(TEST_SRC:tests/unit/%.c=build/compdb/tests/%) build/compdb/lowbit-bench || true
 
 # ---- fuzz: libFuzzer targets under ASan+UBSan, built with clang into build/fuzz.
-# Each links only what it parses with (the GGUF one base/ and format/), so no
+# Each links only what it parses with (the GGUF one base/ and format/; base/ needs libm), so no
 # target needs the engine.  tests/fuzz/run.sh SECONDS builds, seeds and runs them.
 FUZZ_CC     ?= clang
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -191,13 +191,13 @@ build/fuzz/obj/%.o: %.c
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
 
 # The tokenizers (techdocs-28M's SentencePiece, techdocs-qwen's byte-level BPE) need Debian's PCRE2.
 FUZZ_TOK_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(wildcard src/tokenizer/*.c))
 FUZZ_BINS    += build/fuzz/fuzz_tokenizer
 build/fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c $(FUZZ_TOK_OBJ) $(FUZZ_OBJ)
-	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lpcre2-8
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lpcre2-8 -lm
 
 # The server's request parser: only its JSON side (openai.c, chat_template.c) and Debian's jansson.
 FUZZ_OAI_OBJ := build/fuzz/obj/src/server/openai.o build/fuzz/obj/src/server/chat_template.o
@@ -214,7 +214,7 @@ build/fuzz/fuzz_hessian: tests/fuzz/fuzz_hessian.c $(FUZZ_HESS_OBJ) $(FUZZ_OBJ)
 # The seed writer is an ordinary program: it must not pull in libFuzzer's main.
 build/fuzz/gguf_seeds: tests/fuzz/gguf_seeds.c $(FUZZ_SRC)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -pthread $(WARN) -o $@ $^
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -O1 -g -pthread $(WARN) -o $@ $^ -lm
 
 fuzz: $(FUZZ_BINS)
 
