@@ -264,6 +264,7 @@ INLINE void dot_rows4_lbq23(int64_t n, float *s, const void *w, size_t w_stride,
         for (size_t o = 0; o < step; o += 64)
             _mm_prefetch((const char *)(next + (size_t)i * step + o), _MM_HINT_T0);
         const lb_block_lbq2 *blk[4];     /* block i of each row (LBQ3 starts with LBQ2's fields) */
+        UNROLL
         for (int r = 0; r < 4; r++)
             blk[r] = (const lb_block_lbq2 *)(x + (size_t)r * w_stride + (size_t)i * bsz);
         _Alignas(32) int32_t sw[4][8];   /* [4 rows][8 groups] scale dwords */
@@ -279,6 +280,7 @@ INLINE void dot_rows4_lbq23(int64_t n, float *s, const void *w, size_t w_stride,
         for (int r = 0; r < 4; r++)
             t[r] = isum1_lbq23(blk[r], &a[i], sw[r], offw[r], m);
         uint64_t h = 0;
+        UNROLL
         for (int r = 0; r < 4; r++)
             h |= (uint64_t)blk[r]->d << (16 * r);
         __m128 dd = _mm_mul_ps(_mm_set1_ps(a[i].d), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)));
