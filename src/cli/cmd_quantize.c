@@ -25,8 +25,11 @@ static const char *help =
     "                    error by its mean squared activation\n"
     "  --hessian FILE    full input covariances from `lowbit imatrix --hessian`: lbq2/3/4 and\n"
     "                    Q2_K..Q6_K tensors are rounded with GPTQ/LDLQ error feedback\n"
-    "  --bpw B           choose a type per tensor (lbq2 lbq3 lbq4 q4_K q5_K q6_K q8_0) so that the whole file\n"
-    "                    has at most B bits per weight, by measured error (use with --imatrix)\n"
+    "  --bpw B           choose a type per tensor (lbq2 lbqv lbq3 lbq4 q4_K q5_K q6_K q8_0) so that the whole\n"
+    "                    file has at most B bits per weight, by measured error (use with --imatrix)\n"
+    "  --max-lbqv F      with --bpw: at most the fraction F (0..1) of the multiplied weights in lbqv, the\n"
+    "                    slowest type to decode; the rest of its tensors become lbq2 (same size), least\n"
+    "                    damage first: a faster file for a little quality (default 1: no cap)\n"
     "  --calib FILE      with --bpw: measure each tensor's sensitivity as the KL divergence on\n"
     "                    FILE (calibration text, never the test text) when it alone is 2-bit\n"
     "  --sens FILE       with --bpw: read the sensitivities from FILE if it exists, otherwise measure\n"
@@ -108,7 +111,7 @@ int lb_cli_quantize(int argc, char **argv)
     static char ovr_pat[MAX_OVR][96];    /* [MAX_OVR] --tensor-type patterns */
     static lb_quantize_override ovr[MAX_OVR];
     int n_ovr = 0;
-    double bpw = 0;
+    double bpw = 0, max_lbqv = 1;
     const char *calib = NULL, *sens_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -122,6 +125,7 @@ int lb_cli_quantize(int argc, char **argv)
         else if (!strcmp(a, "--calib")) { VAL(); calib = v; }
         else if (!strcmp(a, "--sens")) { VAL(); sens_path = v; }
         else if (!strcmp(a, "--bpw")) { VAL(); char *end; bpw = strtod(v, &end); if (*end || !(bpw > 0)) { fprintf(stderr, "lowbit quantize: --bpw wants a positive number, got '%s'\n", v); return 2; } }
+        else if (!strcmp(a, "--max-lbqv")) { VAL(); char *end; max_lbqv = strtod(v, &end); if (*end || !(max_lbqv >= 0 && max_lbqv <= 1)) { fprintf(stderr, "lowbit quantize: --max-lbqv wants a fraction from 0 to 1, got '%s'\n", v); return 2; } }
         else if (!strcmp(a, "--tensor-type")) {
             VAL();
             const char *eq = strrchr(v, '=');
@@ -149,6 +153,10 @@ int lb_cli_quantize(int argc, char **argv)
     }
     if (!in || !out) {
         fprintf(stderr, "lowbit quantize: IN.gguf and OUT.gguf are required\n\n%s", help);
+        return 2;
+    }
+    if (max_lbqv < 1 && !(bpw > 0)) {
+        fprintf(stderr, "lowbit quantize: --max-lbqv caps the --bpw plan; give --bpw too\n");
         return 2;
     }
     if (!strcmp(in, out)) {
@@ -227,6 +235,11 @@ int lb_cli_quantize(int argc, char **argv)
             lb_imatrix_free(im);
             lb_hessian_free(hs);
             return 1;
+        }
+        if (max_lbqv < 1) {
+            int nc = lb_mix_plan_cap_lbqv(&plan, max_lbqv);
+            if (!quiet && !json)
+                fprintf(stderr, "lowbit quantize: --max-lbqv %.3f: %d tensors lbqv -> lbq2\n", max_lbqv, nc);
         }
         /* --tensor-type entries first: they win over the plan */
         static lb_quantize_override all[MAX_OVR + 4096];

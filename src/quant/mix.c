@@ -97,6 +97,52 @@ static void sjob_run(void *ctx, int ith, int nth)
     j->sig[ith] = s;
 }
 
+static bool multiplied(const lb_mix_plan *p, const lb_mix_choice *c)
+{
+    if (strcmp(c->name, "token_embd.weight"))
+        return true;
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->choices[i].name, "output.weight"))
+            return false;
+    return true;
+}
+
+int lb_mix_plan_cap_lbqv(lb_mix_plan *p, double max_share)
+{
+    double total = 0, lbqv = 0;
+    for (int i = 0; i < p->n; i++)
+        if (multiplied(p, &p->choices[i])) {
+            total += (double)p->choices[i].n_params;
+            lbqv += p->choices[i].type == LB_TYPE_LBQV ? (double)p->choices[i].n_params : 0;
+        }
+    int changed = 0;
+    while (lbqv > max_share * total) {
+        int best = -1;
+        double best_cost = 0;
+        for (int i = 0; i < p->n; i++) {
+            const lb_mix_choice *c = &p->choices[i];
+            if (c->type != LB_TYPE_LBQV || c->damage_lbq2 < 0 || !multiplied(p, c))
+                continue;
+            /* decode time saved is proportional to the weights moved */
+            double cost = (c->damage_lbq2 - c->damage) / (double)c->n_params;
+            if (best < 0 || cost < best_cost) {
+                best = i;
+                best_cost = cost;
+            }
+        }
+        if (best < 0)
+            break;
+        lb_mix_choice *c = &p->choices[best];
+        c->type = LB_TYPE_LBQ2;
+        c->damage = c->damage_lbq2;
+        c->rel_err = c->rel_err_lbq2;
+        p->ovr[best].type = LB_TYPE_LBQ2;
+        lbqv -= (double)c->n_params;
+        changed++;
+    }
+    return changed;
+}
+
 void lb_mix_plan_free(lb_mix_plan *p)
 {
     if (!p)
@@ -373,6 +419,9 @@ lb_status lb_mix_plan_bpw_h(const char *in_path, double bpw, const lb_imatrix *i
         c->type = CANDIDATES[choice[t]];
         c->n_params = ti[t].n;
         c->rel_err = sqrt(ti[t].damage[choice[t]]);
+        c->damage = ti[t].damage[choice[t]];
+        c->damage_lbq2 = ti[t].bytes[0] >= 0 ? ti[t].damage[0] : -1; /* CANDIDATES[0] is LBQ2 */
+        c->rel_err_lbq2 = ti[t].bytes[0] >= 0 ? sqrt(ti[t].damage[0]) : -1;
         snprintf(out->patterns[t], sizeof out->patterns[t], "=%s", c->name);
         out->ovr[t] = (lb_quantize_override){out->patterns[t], c->type};
     }

@@ -16,6 +16,9 @@ typedef struct lb_mix_choice {
     uint32_t type;
     uint64_t n_params;
     double rel_err;        /* sqrt(weighted error / weighted signal) of the chosen type on sampled rows */
+    double damage;         /* the mixer's damage of the chosen type (relative error energy x sensitivity) */
+    double damage_lbq2;    /* the same for lbq2, which has lbqv's size; < 0 when lbq2 does not fit the rows */
+    double rel_err_lbq2;
 } lb_mix_choice;
 
 typedef struct lb_mix_plan {
@@ -55,6 +58,16 @@ lb_status lb_mix_plan_bpw(const char *in_path, double bpw, const lb_imatrix *ima
  * sum (w - q) H (w - q)^T / sum w H w^T over the sampled rows. */
 lb_status lb_mix_plan_bpw_h(const char *in_path, double bpw, const lb_imatrix *imatrix, const lb_hessian *hessian,
                             int n_threads, const lb_mix_sensitivity *sens, lb_mix_plan *out, lb_err *err);
+
+/* Caps the weights the plan codes as lbqv at max_share (0..1) of the
+ * weights that decoding multiplies (all planned tensors but token_embd, which
+ * is only gathered, unless there is no output.weight and it is tied to the
+ * output).  lbqv and lbq2 have the same size, but lbqv's codebook costs more
+ * to decode (per block about 1.7x lbq2's time with AVX-512, 5x with AVX2),
+ * so the cap trades quality for speed at an unchanged file size: lbqv
+ * tensors become lbq2 in the order of least damage added per weight until
+ * the share holds.  Returns the number of tensors changed. */
+int lb_mix_plan_cap_lbqv(lb_mix_plan *p, double max_share);
 
 void lb_mix_plan_free(lb_mix_plan *p);
 

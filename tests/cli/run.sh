@@ -30,6 +30,8 @@ long_pat=$(printf 'x%.0s' $(seq 120))
 # 200 per-layer rules (more than the old limit of 64) reach the input check.
 rules=(); for l in $(seq 0 199); do rules+=(--tensor-type "blk.$l.ffn_down.=q4_0"); done
 "$lowbit" quantize "$tmp/nope.gguf" "$tmp/out.gguf" "${rules[@]}" >/dev/null 2>"$tmp/err"; [ $? -eq 1 ] && ! grep -q "tensor-type" "$tmp/err" && ok "200 --tensor-type rules" || bad "200 --tensor-type rules"
+"$lowbit" quantize a b --bpw 2.5 --max-lbqv 1.5 >/dev/null 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "fraction from 0 to 1" "$tmp/err" && ok "--max-lbqv out of range" || bad "--max-lbqv out of range"
+"$lowbit" quantize a b --max-lbqv 0.5 >/dev/null 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "give --bpw too" "$tmp/err" && ok "--max-lbqv without --bpw" || bad "--max-lbqv without --bpw"
 for c in run perplexity info tokenize; do
   "$lowbit" $c --help | grep -q "usage: lowbit $c" && ok "$c --help" || bad "$c --help"
 done

@@ -141,6 +141,102 @@ static void test_too_small(void)
     CHECK(st == LB_ERR_INVALID_ARG);
 }
 
+static lb_mix_choice choice(const char *name, uint32_t type, uint64_t n, double damage, double damage_lbq2)
+{
+    lb_mix_choice c = {.type = type, .n_params = n, .damage = damage, .damage_lbq2 = damage_lbq2,
+                       .rel_err = sqrt(damage), .rel_err_lbq2 = damage_lbq2 >= 0 ? sqrt(damage_lbq2) : -1};
+    snprintf(c.name, sizeof c.name, "%s", name);
+    return c;
+}
+
+/* The lbqv cap swaps the tensors whose lbq2 rounding adds the least damage
+ * per weight, never the gathered-only token_embd (unless it is the tied
+ * output), never one that cannot be lbq2, and keeps plan and overrides in step. */
+static void test_cap_lbqv(void)
+{
+    for (int tied = 0; tied < 2; tied++) {
+        lb_mix_choice cs[6] = {
+            choice("token_embd.weight", LB_TYPE_LBQV, 4000, 0.010, 0.011),  /* cheapest per weight */
+            choice("output.weight", LB_TYPE_LBQ3, 4000, 0.020, 0.090),
+            choice("blk.0.ffn_up.weight", LB_TYPE_LBQV, 3000, 0.010, 0.013), /* 1e-6 per weight */
+            choice("blk.0.ffn_down.weight", LB_TYPE_LBQV, 3000, 0.010, 0.040), /* 1e-5 */
+            choice("blk.0.attn_q.weight", LB_TYPE_LBQV, 1000, 0.010, 0.012),   /* 2e-6 */
+            choice("blk.0.attn_k.weight", LB_TYPE_LBQV, 500, 0.010, -1),      /* lbq2 does not fit */
+        };
+        const int n = 6;
+        if (tied) /* no output.weight: token_embd is the output matrix */
+            cs[1] = choice("blk.0.attn_v.weight", LB_TYPE_LBQ3, 4000, 0.020, 0.090);
+        lb_quantize_override ovr[6];
+        for (int i = 0; i < n; i++)
+            ovr[i] = (lb_quantize_override){cs[i].name, cs[i].type};
+        lb_mix_plan p = {.choices = cs, .ovr = ovr, .n = n};
+        /* multiplied: 4000 (lbq3) + 3000 + 3000 + 1000 + 500 (+ 4000 tied) */
+        CHECK(lb_mix_plan_cap_lbqv(&p, 1.0) == 0);
+        int changed = lb_mix_plan_cap_lbqv(&p, 0.45);
+        double total = tied ? 15500 : 11500, lbqv = 0;
+        for (int i = 0; i < n; i++) {
+            CHECK(ovr[i].type == cs[i].type);
+            if (cs[i].type == LB_TYPE_LBQV && (tied || i != 0))
+                lbqv += (double)cs[i].n_params;
+        }
+        CHECKF(lbqv <= 0.45 * total, "tied %d: %.0f of %.0f weights still lbqv", tied, lbqv, total);
+        if (!tied) {
+            /* 7500 of 11500 lbqv, at most 5175: ffn_up alone (3000, the least damage per weight) is enough */
+            CHECKF(changed == 1, "%d changed", changed);
+            CHECK(cs[2].type == LB_TYPE_LBQ2 && cs[4].type == LB_TYPE_LBQV && cs[3].type == LB_TYPE_LBQV);
+            CHECK(cs[0].type == LB_TYPE_LBQV);
+            CHECK(fabs(cs[2].damage - 0.013) < 1e-12 && fabs(cs[2].rel_err - sqrt(0.013)) < 1e-12);
+        } else {
+            /* 11500 of 15500: token_embd (4000, 2.5e-7 per weight) goes first, then ffn_up */
+            CHECK(cs[0].type == LB_TYPE_LBQ2 && cs[2].type == LB_TYPE_LBQ2 && cs[3].type == LB_TYPE_LBQV);
+            CHECKF(changed == 2, "%d changed", changed);
+        }
+        /* no cap can move the tensor that has no lbq2 rounding */
+        lb_mix_plan_cap_lbqv(&p, 0.0);
+        CHECK(cs[5].type == LB_TYPE_LBQV && cs[3].type == LB_TYPE_LBQ2 && cs[4].type == LB_TYPE_LBQ2);
+        CHECK(cs[1].type == LB_TYPE_LBQ3);
+        CHECK(cs[0].type == (tied ? LB_TYPE_LBQ2 : LB_TYPE_LBQV));
+    }
+}
+
+/* The cap on a measured plan: the file keeps its size and its lbqv share holds. */
+static void test_cap_lbqv_plan(void)
+{
+    lb_mix_plan plan;
+    lb_err err = {0};
+    lb_status st = lb_mix_plan_bpw(path_in, 2.42, NULL, 1, NULL, &plan, &err);
+    CHECKF(st == LB_OK, "%s", err.msg);
+    if (st)
+        return;
+    int nv = 0;
+    for (int i = 0; i < plan.n; i++)
+        nv += plan.choices[i].type == LB_TYPE_LBQV;
+    CHECKF(nv >= 2, "the 2.42-bpw plan has %d lbqv tensors", nv);
+    lb_mix_plan_cap_lbqv(&plan, 0.5);
+    int nv2 = 0, n2 = 0;
+    for (int i = 0; i < plan.n; i++) {
+        nv2 += plan.choices[i].type == LB_TYPE_LBQV;
+        n2 += plan.choices[i].type == LB_TYPE_LBQ2;
+    }
+    CHECKF(nv2 <= 2 && n2 >= nv - 2, "lbqv %d -> %d, lbq2 %d", nv, nv2, n2);
+    lb_quantize_params qp = lb_quantize_default_params();
+    qp.n_threads = 1;
+    qp.overrides = plan.ovr;
+    qp.n_overrides = plan.n;
+    lb_quantize_report rep;
+    st = lb_quantize_file(path_in, path_out, &qp, &rep, &err);
+    CHECKF(st == LB_OK, "%s", err.msg);
+    if (!st) {
+        CHECKF(rep.bpw <= 2.42, "written %.4f bpw", rep.bpw);
+        int lbq2 = 0;
+        for (int i = 0; i < rep.n_tensors; i++)
+            lbq2 += rep.tensors[i].type == LB_TYPE_LBQ2;
+        CHECK(lbq2 == n2);
+        lb_quantize_report_free(&rep);
+    }
+    lb_mix_plan_free(&plan);
+}
+
 /* With Hessians (correlated inputs) for the weights: the plan still fits
  * its budget and the file written with the same Hessians meets it; a
  * Hessian of the wrong size is refused naming the tensor. */
@@ -218,6 +314,8 @@ int main(void)
     RUN(test_sensitivity);
     RUN(test_too_small);
     RUN(test_hessian_plan);
+    RUN(test_cap_lbqv);
+    RUN(test_cap_lbqv_plan);
     remove(path_in);
     remove(path_out);
     return check_done();
