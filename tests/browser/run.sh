@@ -24,6 +24,7 @@ one() {   # one NAME CMD...
   echo "== $name"
   if timeout -k 10 900 "$@"; then pass=$((pass+1)); else echo "!! $name failed"; fail=$((fail+1)); fi
 }
+one capabilities node --test tests/browser/capabilities.test.mjs
 browsers=${LB_BROWSERS:-chromium firefox webkit}
 for b in $browsers; do
   case $b in

@@ -33,6 +33,15 @@ function validate(bytes) {
   }
 }
 
+// A probe that never answers (a GPU driver that hangs in adapter creation, a storage backend that waits on
+// something) must not stall loading for ever: after ms it counts as failed, with the reason.
+const PROBE_MS = { storage: 3000, gpu: 8000 };
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** Which engine family runs this page; 'mobile' wins over the engine when the UA or touch/size says so. */
 export function browserFamily(nav = globalThis.navigator) {
   const ua = (nav && nav.userAgent) || '';
@@ -45,11 +54,14 @@ export function browserFamily(nav = globalThis.navigator) {
 }
 
 /**
- * Everything lowbit adapts to.  Never throws: a probe that fails reports false/null with the reason.
+ * Everything lowbit adapts to.  Never throws: a probe that fails reports false/null with the reason, and a probe
+ * that does not answer in time (storage 3 s, WebGPU adapter 8 s; options.probeMs overrides) counts as failed.
+ * options.navigator replaces globalThis.navigator (tests).
  * @returns {Promise<import('./index').Capabilities>}
  */
-export async function detectCapabilities() {
-  const nav = globalThis.navigator || {};
+export async function detectCapabilities(options = {}) {
+  const nav = options.navigator || globalThis.navigator || {};
+  const probeMs = { ...PROBE_MS, ...options.probeMs };
   const caps = {
     ...browserFamily(nav),
     wasm: typeof WebAssembly === 'object',
@@ -71,10 +83,10 @@ export async function detectCapabilities() {
 
   try {
     if (nav.storage && nav.storage.estimate) {
-      const e = await nav.storage.estimate();
+      const e = await within(nav.storage.estimate(), probeMs.storage, 'navigator.storage.estimate()');
       caps.storage.estimate = { usage: e.usage ?? null, quota: e.quota ?? null };
     }
-    if (nav.storage && nav.storage.persisted) caps.storage.persisted = await nav.storage.persisted();
+    if (nav.storage && nav.storage.persisted) caps.storage.persisted = await within(nav.storage.persisted(), probeMs.storage, 'navigator.storage.persisted()');
     caps.storage.opfs = !!(nav.storage && nav.storage.getDirectory);
   } catch (err) {
     caps.storage.error = String(err && err.message || err);
@@ -82,9 +94,9 @@ export async function detectCapabilities() {
 
   if (nav.gpu && nav.gpu.requestAdapter) {
     try {
-      const adapter = await nav.gpu.requestAdapter();
+      const adapter = await within(nav.gpu.requestAdapter(), probeMs.gpu, 'navigator.gpu.requestAdapter()');
       if (adapter) {
-        const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
+        const info = adapter.info || (adapter.requestAdapterInfo ? await within(adapter.requestAdapterInfo(), probeMs.gpu, 'requestAdapterInfo()') : {});
         const limits = {};
         for (const k of ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize',
           'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX']) limits[k] = adapter.limits[k];

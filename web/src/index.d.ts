@@ -202,7 +202,8 @@ export declare function load(modelUrl: string | URL, options: LoadOptions & { pr
 export declare function load(modelUrl: string | URL, options?: LoadOptions): Promise<Engine>;
 export declare function evict(modelUrl?: string | URL | null, options?: { all?: boolean; cacheKey?: string; storage?: StorageKind }): Promise<number>;
 export declare function listStored(options?: { storage?: StorageKind }): Promise<{ storage: StorageKind; models: { url: string; size: number; sha256?: string; complete: boolean; received: number; storedAt?: string; key: string }[] }>;
-export declare function detectCapabilities(): Promise<Capabilities>;
+/** probeMs: how long a storage or WebGPU probe may take before it counts as failed (default 3000 / 8000 ms). */
+export declare function detectCapabilities(options?: { navigator?: object; probeMs?: { storage?: number; gpu?: number } }): Promise<Capabilities>;
 export declare function buildChain(caps: Capabilities, backend?: Backend | 'webgpu'): { chain: Build[]; steps: FallbackStep[] };
 export declare function loadProfiles(url?: string | URL): Promise<Record<string, Record<string, unknown>>>;
 export declare function resolveProfile(data: Record<string, Record<string, unknown>>, caps: Capabilities, override?: LoadOptions['profile']): Profile;

@@ -27,6 +27,8 @@ $('load').onclick = async () => {
   $('load').disabled = true;
   await engine?.unload();
   engine = null;
+  // Before the first progress event: say what is happening, so that a stall shows where it is.
+  status('checking this device…');
   try {
     engine = await load($('model').value, {
       onProgress: (p) => {
