@@ -69,6 +69,18 @@ static double bits_of(uint32_t t)
     return l ? 8.0 * l->bytes / l->blck : 0;
 }
 
+/* Writes path_out with the plan's types (base type `type` for anything else). */
+static lb_status write_plan(const lb_mix_plan *plan, const char *type, lb_quantize_report *rep, lb_err *err)
+{
+    lb_quantize_params qp = lb_quantize_default_params();
+    if (type)
+        qp.type = type;
+    qp.n_threads = 1;
+    qp.overrides = plan->ovr;
+    qp.n_overrides = plan->n;
+    return lb_quantize_file(path_in, path_out, &qp, rep, err);
+}
+
 static void test_budget(void)
 {
     double prev_bits = 0;
@@ -81,13 +93,8 @@ static void test_budget(void)
         if (st)
             continue;
         CHECK(plan.n == 4);
-        lb_quantize_params qp = lb_quantize_default_params();
-        qp.type = "q4_K";
-        qp.n_threads = 1;
-        qp.overrides = plan.ovr;
-        qp.n_overrides = plan.n;
         lb_quantize_report rep;
-        st = lb_quantize_file(path_in, path_out, &qp, &rep, &err);
+        st = write_plan(&plan, "q4_K", &rep, &err);
         CHECKF(st == LB_OK, "%s", err.msg);
         if (!st) {
             CHECKF(rep.bpw <= budgets[b], "budget %.2f, file %.4f", budgets[b], rep.bpw);
@@ -219,12 +226,8 @@ static void test_cap_lbqv_plan(void)
         n2 += plan.choices[i].type == LB_TYPE_LBQ2;
     }
     CHECKF(nv2 <= 2 && n2 >= nv - 2, "lbqv %d -> %d, lbq2 %d", nv, nv2, n2);
-    lb_quantize_params qp = lb_quantize_default_params();
-    qp.n_threads = 1;
-    qp.overrides = plan.ovr;
-    qp.n_overrides = plan.n;
     lb_quantize_report rep;
-    st = lb_quantize_file(path_in, path_out, &qp, &rep, &err);
+    st = write_plan(&plan, NULL, &rep, &err);
     CHECKF(st == LB_OK, "%s", err.msg);
     if (!st) {
         CHECKF(rep.bpw <= 2.42, "written %.4f bpw", rep.bpw);
