@@ -97,21 +97,20 @@ static void sjob_run(void *ctx, int ith, int nth)
     j->sig[ith] = s;
 }
 
-static bool multiplied(const lb_mix_plan *p, const lb_mix_choice *c)
+/* token_embd is only gathered, unless there is no output.weight and it is the tied output */
+static bool multiplied(const lb_mix_choice *c, bool tied)
 {
-    if (strcmp(c->name, "token_embd.weight"))
-        return true;
-    for (int i = 0; i < p->n; i++)
-        if (!strcmp(p->choices[i].name, "output.weight"))
-            return false;
-    return true;
+    return tied || strcmp(c->name, "token_embd.weight");
 }
 
 int lb_mix_plan_cap_lbqv(lb_mix_plan *p, double max_share)
 {
+    bool tied = true;
+    for (int i = 0; i < p->n; i++)
+        tied &= strcmp(p->choices[i].name, "output.weight") != 0;
     double total = 0, lbqv = 0;
     for (int i = 0; i < p->n; i++)
-        if (multiplied(p, &p->choices[i])) {
+        if (multiplied(&p->choices[i], tied)) {
             total += (double)p->choices[i].n_params;
             lbqv += p->choices[i].type == LB_TYPE_LBQV ? (double)p->choices[i].n_params : 0;
         }
@@ -121,7 +120,7 @@ int lb_mix_plan_cap_lbqv(lb_mix_plan *p, double max_share)
         double best_cost = 0;
         for (int i = 0; i < p->n; i++) {
             const lb_mix_choice *c = &p->choices[i];
-            if (c->type != LB_TYPE_LBQV || c->damage_lbq2 < 0 || !multiplied(p, c))
+            if (c->type != LB_TYPE_LBQV || c->damage_lbq2 < 0 || !multiplied(c, tied))
                 continue;
             /* decode time saved is proportional to the weights moved */
             double cost = (c->damage_lbq2 - c->damage) / (double)c->n_params;
