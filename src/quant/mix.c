@@ -134,7 +134,7 @@ int lb_mix_plan_cap_lbqv(lb_mix_plan *p, double max_share)
         lb_mix_choice *c = &p->choices[best];
         c->type = LB_TYPE_LBQ2;
         c->damage = c->damage_lbq2;
-        c->rel_err = c->rel_err_lbq2;
+        c->rel_err = sqrt(c->damage_lbq2);   /* as the plan's rel_err is made from its damage */
         p->ovr[best].type = LB_TYPE_LBQ2;
         lbqv -= (double)c->n_params;
         changed++;
@@ -420,7 +420,6 @@ lb_status lb_mix_plan_bpw_h(const char *in_path, double bpw, const lb_imatrix *i
         c->rel_err = sqrt(ti[t].damage[choice[t]]);
         c->damage = ti[t].damage[choice[t]];
         c->damage_lbq2 = ti[t].bytes[0] >= 0 ? ti[t].damage[0] : -1; /* CANDIDATES[0] is LBQ2 */
-        c->rel_err_lbq2 = ti[t].bytes[0] >= 0 ? sqrt(ti[t].damage[0]) : -1;
         snprintf(out->patterns[t], sizeof out->patterns[t], "=%s", c->name);
         out->ovr[t] = (lb_quantize_override){out->patterns[t], c->type};
     }

@@ -18,7 +18,6 @@ typedef struct lb_mix_choice {
     double rel_err;        /* sqrt(weighted error / weighted signal) of the chosen type on sampled rows */
     double damage;         /* the mixer's damage of the chosen type (relative error energy x sensitivity) */
     double damage_lbq2;    /* the same for lbq2, which has lbqv's size; < 0 when lbq2 does not fit the rows */
-    double rel_err_lbq2;
 } lb_mix_choice;
 
 typedef struct lb_mix_plan {

@@ -151,7 +151,7 @@ static void test_too_small(void)
 static lb_mix_choice choice(const char *name, uint32_t type, uint64_t n, double damage, double damage_lbq2)
 {
     lb_mix_choice c = {.type = type, .n_params = n, .damage = damage, .damage_lbq2 = damage_lbq2,
-                       .rel_err = sqrt(damage), .rel_err_lbq2 = damage_lbq2 >= 0 ? sqrt(damage_lbq2) : -1};
+                       .rel_err = sqrt(damage)};
     snprintf(c.name, sizeof c.name, "%s", name);
     return c;
 }
