@@ -265,7 +265,10 @@ WEB_LDFLAGS := -sMODULARIZE=1 -sEXPORT_ES6=1 -sENVIRONMENT=web,worker -sEXPORT_N
 WEB_CFLAGS_simd-mt := -msimd128 -pthread
 WEB_CFLAGS_simd    := -msimd128
 WEB_CFLAGS_nosimd  :=
-WEB_LDFLAGS_simd-mt := -pthread -sPTHREAD_POOL_SIZE=4 -Wno-pthreads-mem-growth
+# The pthread pool is made when the module starts, one nested Worker per pthread; worker.js asks for exactly the
+# lb_pool workers the session will use (threads - 1) through Module.lbPool (4 if it says nothing).  Each nested
+# Worker is one more chance for Firefox's start-up stall (docs/web.md), and each holds an instance of the module.
+WEB_LDFLAGS_simd-mt := -pthread '-sPTHREAD_POOL_SIZE=Module.lbPool>=0?Module.lbPool:4' -Wno-pthreads-mem-growth
 WEB_PCRE2_simd-mt  := $(WEB_BUILD)/pcre2-mt
 WEB_PCRE2_simd     := $(WEB_BUILD)/pcre2-st
 WEB_PCRE2_nosimd   := $(WEB_BUILD)/pcre2-st

@@ -67,10 +67,14 @@ export interface Preflight {
 }
 
 export interface Progress {
-  phase: 'wasm' | 'preflight' | 'download' | 'storage' | 'verify';
+  /** starting: a build begins to start (build says which); restart: the worker froze while starting and a fresh one
+   * is tried (reason says why); wasm: a build runs; then preflight, download or storage, verify. */
+  phase: 'starting' | 'restart' | 'wasm' | 'preflight' | 'download' | 'storage' | 'verify';
   loaded: number;
   total: number;
   plan?: Preflight;
+  build?: Build;
+  reason?: string;
 }
 
 export interface LoadOptions {
@@ -106,6 +110,9 @@ export interface LoadOptions {
   preflightOnly?: boolean;
   /** Ask for persistent storage (navigator.storage.persist); default true. */
   persist?: boolean;
+  /** A worker that sends nothing for this long while a build starts is terminated and the load retried in a fresh
+   * one (default 10000). */
+  startupStallMs?: number;
 }
 
 export interface GenerateOptions {

@@ -25,7 +25,11 @@ class Channel {
     this.next = 1;
     this.pending = new Map();   // id -> { resolve, reject, onToken, onProgress }
     this.onProgress = null;
-    worker.onmessage = (e) => this.dispatch(e.data);
+    this.lastSeen = performance.now();   // the last message of any kind: the start-up watchdog's sign of life
+    worker.onmessage = (e) => {
+      this.lastSeen = performance.now();
+      this.dispatch(e.data);
+    };
     worker.onerror = (e) => {
       const err = new LowbitError(`the engine worker failed: ${e.message || 'script error'}`);
       for (const p of this.pending.values()) p.reject(err);
@@ -34,6 +38,7 @@ class Channel {
   }
 
   dispatch(m) {
+    if (m.type === 'alive') return undefined;
     if (m.type === 'progress') return this.onProgress?.(m);
     if (m.type === 'log') return m.level === 'warn' ? console.warn('[lowbit]', m.text) : console.debug('[lowbit]', m.text);
     const p = this.pending.get(m.id);
@@ -177,7 +182,8 @@ function newWorker() {
  *            'simd', 'nosimd': that build first, then its fallbacks), onProgress({ phase, loaded, total }), signal,
  *   memoryBudget (bytes), profile (name or overrides), contextLength, minContext, kvType ('auto'|'f16'|'q8'|'q4'|'q3'|'q2'),
  *   threads, sha256 (hex), storage ('opfs'|'cache'|'none'), cacheKey, retries, stallMs, wasmBase (URL of build/web/),
- *   preflightOnly (stop after the preflight and resolve with its report), persist (default true)
+ *   preflightOnly (stop after the preflight and resolve with its report), persist (default true),
+ *   startupStallMs (a worker silent this long while a build starts is restarted; default 10000)
  * }
  */
 export async function load(modelUrl, options = {}) {
@@ -197,38 +203,84 @@ export async function load(modelUrl, options = {}) {
     navigator.storage.persist().then((v) => { persisted = v; }, () => { persisted = false; });
   } else persisted = null;
 
-  const ch = new Channel(newWorker());
-  ch.onProgress = (p) => onProgress?.(p);
-  const abort = () => ch.worker.postMessage({ type: 'abort-load' });
-  signal?.addEventListener('abort', abort, { once: true });
-  try {
-    const req = ch.call({
-      type: 'load',
-      options: {
-        url, chain: chain.chain, wasmBase: String(options.wasmBase ? new URL(options.wasmBase, globalThis.location?.href) : DEFAULT_WASM_BASE),
-        budget: budget.bytes, budgetWhy: budget.why, threads,
-        contextLength: options.contextLength ?? pv.contextLength, contextExplicit: options.contextLength != null,
-        minContext: options.minContext ?? pv.minContext, kvType: options.kvType || 'auto', batch: options.batch,
-        sha256: options.sha256, storage: options.storage || pv.storage, cacheKey: options.cacheKey,
-        retries: options.retries, stallMs: options.stallMs, chunk: (pv.chunkMiB || 4) << 20, preflightOnly: !!options.preflightOnly,
-      },
-    });
-    const aborted = new Promise((_, rej) => signal?.addEventListener('abort', () => rej(abortError(signal)), { once: true }));
-    aborted.catch(() => {});   // an abort after the load settled is nobody's error
-    const info = await Promise.race([req, aborted]);
-    if (options.preflightOnly) {
+  const loadMsg = {
+    type: 'load',
+    options: {
+      url, wasmBase: String(options.wasmBase ? new URL(options.wasmBase, globalThis.location?.href) : DEFAULT_WASM_BASE),
+      budget: budget.bytes, budgetWhy: budget.why, threads,
+      contextLength: options.contextLength ?? pv.contextLength, contextExplicit: options.contextLength != null,
+      minContext: options.minContext ?? pv.minContext, kvType: options.kvType || 'auto', batch: options.batch,
+      sha256: options.sha256, storage: options.storage || pv.storage, cacheKey: options.cacheKey,
+      retries: options.retries, stallMs: options.stallMs, chunk: (pv.chunkMiB || 4) << 20, preflightOnly: !!options.preflightOnly,
+    },
+  };
+  // A worker that freezes while a build starts is terminated and the load tried again in a fresh one: the same build
+  // once more (the freeze seen in Firefox is intermittent), then without it.  Each freeze is kept in buildsTried.
+  let builds = chain.chain.slice();
+  const frozen = [];
+  const frozenAt = new Map();   // build -> freezes so far
+  for (;;) {
+    const ch = new Channel(newWorker());
+    ch.onProgress = (p) => {
+      if (p.phase === 'starting') ch.starting = p.build;
+      else ch.started = true;
+      onProgress?.(p);
+    };
+    const abort = () => ch.worker.postMessage({ type: 'abort-load' });
+    signal?.addEventListener('abort', abort, { once: true });
+    const watchdog = startupWatchdog(ch, options.startupStallMs ?? STARTUP_STALL_MS);
+    try {
+      const req = ch.call({ ...loadMsg, options: { ...loadMsg.options, chain: builds } });
+      const aborted = new Promise((_, rej) => signal?.addEventListener('abort', () => rej(abortError(signal)), { once: true }));
+      aborted.catch(() => {});   // an abort after the load settled is nobody's error
+      const info = await Promise.race([req, aborted, watchdog.promise]);
+      info.buildsTried = [...frozen, ...(info.buildsTried || [])];
+      if (options.preflightOnly) {
+        ch.worker.terminate();
+        return { ...info, capabilities: caps, fallback: chain.steps, profile, budget };
+      }
+      const engine = new Engine(ch, info, caps, chain, profile, budget);
+      Object.defineProperty(engine.info, 'persisted', { enumerable: true, get: () => persisted });
+      return engine;
+    } catch (e) {
       ch.worker.terminate();
-      return { ...info, capabilities: caps, fallback: chain.steps, profile, budget };
+      if (e.code !== 'STALLED') throw e;
+      const b = e.details.build;
+      frozen.push({ build: b || builds[0], error: e.message });
+      const n = (frozenAt.get(b) || 0) + 1;
+      frozenAt.set(b, n);
+      if (frozen.length > chain.chain.length + 2) throw new LowbitError(`no WebAssembly build could be started: ${frozen.map((f) => `${f.build}: ${f.error}`).join('; ')}`, 'NO_BUILD', { buildsTried: frozen });
+      if (b && n >= 2) {
+        builds = builds.slice(builds.indexOf(b) + 1);
+        if (!builds.length) throw new LowbitError(`no WebAssembly build could be started: ${frozen.map((f) => `${f.build}: ${f.error}`).join('; ')}`, 'NO_BUILD', { buildsTried: frozen });
+      }
+      onProgress?.({ phase: 'restart', build: b, reason: e.message, loaded: 0, total: 0 });
+    } finally {
+      watchdog.stop();
+      signal?.removeEventListener('abort', abort);
     }
-    const engine = new Engine(ch, info, caps, chain, profile, budget);
-    Object.defineProperty(engine.info, 'persisted', { enumerable: true, get: () => persisted });
-    return engine;
-  } catch (e) {
-    ch.worker.terminate();
-    throw e;
-  } finally {
-    signal?.removeEventListener('abort', abort);
   }
+}
+
+// How long a worker may stay silent before its first build has started: it posts 'alive' every 500 ms while a build
+// starts (even while the .wasm downloads), so silence means its thread is stuck, not slow.
+const STARTUP_STALL_MS = 10000;
+
+function startupWatchdog(ch, ms) {
+  let timer = null;
+  const promise = new Promise((_, reject) => {
+    timer = setInterval(() => {
+      if (ch.started) return clearInterval(timer);
+      const quiet = performance.now() - ch.lastSeen;
+      if (quiet < ms) return;
+      clearInterval(timer);
+      const what = ch.starting ? `the ${ch.starting} build` : 'the engine worker';
+      reject(new LowbitError(`${what} froze while starting (no sign of life for ${Math.round(quiet)} ms)`,
+        'STALLED', { build: ch.starting || null }));
+    }, Math.min(1000, ms / 4));
+  });
+  promise.catch(() => {});
+  return { promise, stop: () => clearInterval(timer) };
 }
 
 // Storage management runs in a short-lived worker, because OPFS sync handles exist only there.

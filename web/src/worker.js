@@ -1,7 +1,7 @@
 // The engine's dedicated module Worker: starts a wasm build, preflights, loads the model and streams tokens to the page.
 //
 // Messages in:  load {options}, generate {id, prompt | messages, options}, cancel {id}, stats, unload, abort-load, evict, list
-// Messages out: progress, ready, token {id, piece, token}, done {id, stats}, error {id, message, code}, result {id, value}
+// Messages out: progress, alive (while a build starts), ready, token {id, piece, token}, done {id, stats}, error {id, message, code}, result {id, value}
 
 import { Core } from './core.js';
 import { fetchHead, fetchModel, openStore, storageKey } from './loader.js';
@@ -22,22 +22,35 @@ const waiting = [];
 chan.port1.onmessage = () => waiting.shift()?.();
 const yieldNow = () => new Promise((r) => { waiting.push(r); chan.port2.postMessage(0); });
 
-async function instantiate(chain, wasmBase) {
+// Each build announces itself ('starting'), and the worker posts 'alive' every 500 ms while the build starts up, so
+// that the page can tell a slow start (a big .wasm on a slow network: the event loop still turns) from a frozen one
+// (Firefox ESR sometimes never returns from the nested `new Worker` of the pthread pool; docs/web.md): the page
+// then terminates this worker and tries again in a fresh one (index.js).
+async function instantiate(chain, wasmBase, threads) {
   const tried = [];
-  for (const b of chain) {
-    const url = new URL(`lowbit-${b}.mjs`, wasmBase).href;
-    try {
-      const factory = (await import(url)).default;
-      const M = await factory({
-        locateFile: (p) => new URL(p, wasmBase).href,
-        mainScriptUrlOrBlob: url,
-        print: (t) => post({ type: 'log', level: 'info', text: t }),
-        printErr: (t) => post({ type: 'log', level: 'warn', text: t }),
-      });
-      return { core: new Core(M), build: b, tried };
-    } catch (e) {
-      tried.push({ build: b, error: String(e && e.message || e) });
+  const alive = setInterval(() => post({ type: 'alive' }), 500);
+  try {
+    for (const b of chain) {
+      const url = new URL(`lowbit-${b}.mjs`, wasmBase).href;
+      post({ type: 'progress', phase: 'starting', build: b, loaded: 0, total: 0 });
+      try {
+        const factory = (await import(url)).default;
+        const M = await factory({
+          locateFile: (p) => new URL(p, wasmBase).href,
+          mainScriptUrlOrBlob: url,
+          // The threaded builds make their pthread pool at start-up (Makefile): lb_pool needs threads - 1 workers.
+          // Never 0: emscripten 3.1.6 then waits for ever for an empty pool to load.
+          lbPool: Math.max(1, threads - 1),
+          print: (t) => post({ type: 'log', level: 'info', text: t }),
+          printErr: (t) => post({ type: 'log', level: 'warn', text: t }),
+        });
+        return { core: new Core(M), build: b, tried };
+      } catch (e) {
+        tried.push({ build: b, error: String(e && e.message || e) });
+      }
     }
+  } finally {
+    clearInterval(alive);
   }
   throw Object.assign(new Error('no WebAssembly build could be started: ' + tried.map((t) => `${t.build}: ${t.error}`).join('; ')), { code: 'NO_BUILD' });
 }
@@ -79,7 +92,7 @@ async function load(o) {
   const t0 = performance.now();
   loadAbort = new AbortController();
   const signal = loadAbort.signal;
-  const inst = await instantiate(o.chain, o.wasmBase);
+  const inst = await instantiate(o.chain, o.wasmBase, o.threads);
   core = inst.core;
   build = inst.build;
   post({ type: 'progress', phase: 'wasm', build, loaded: 0, total: 0 });

@@ -32,8 +32,10 @@ $('load').onclick = async () => {
   try {
     engine = await load($('model').value, {
       onProgress: (p) => {
+        if (p.phase === 'starting') return status(`starting the ${p.build} build…`);
+        if (p.phase === 'restart') return status(`${p.reason}; trying again…`);
         if (p.total) $('bar').style.width = `${(100 * p.loaded / p.total).toFixed(1)}%`;
-        status(`${p.phase} ${(p.loaded / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB`);
+        return status(`${p.phase} ${(p.loaded / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB`);
       },
     });
     const i = engine.info;
