@@ -285,6 +285,41 @@ static void test_dot64_rows_64(void)
     CHECKF(bad == 0, "dot64_rows n=64: %d of %d rows differ from dot64", bad, cases);
 }
 
+/* dot64_rows as attention's values call it: rows n_ctx apart, b the
+ * probabilities, n past the 64-aligned n_vec (the tail added in double one
+ * product at a time), and row counts around the AVX2 variant's groups of 8:
+ * bit for bit dot64 * scale. */
+static void test_dot64_rows_tails(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0;
+    static const int row_counts[] = {1, 7, 8, 9, 17};
+    static const int64_t shapes[][2] = {{150, 128}, {64, 64}, {100, 128}, {71, 64}, {200, 192}, {127, 64}};
+    enum { STRIDE = 211 };
+    static lb_f16 rows_v[17 * STRIDE];
+    for (int i = 0; i < ns; i++) {
+        const lb_fmath *s = &sets[i]->fmath;
+        if (!s->dot64_rows)
+            continue;
+        for (int li = 0; li < 6; li++)
+            for (int rc = 0; rc < 5; rc++) {
+                const int64_t n = shapes[li][0], nv = shapes[li][1];
+                const int rows = row_counts[rc];
+                for (size_t k = 0; k < (size_t)rows * STRIDE; k++)
+                    rows_v[k] = lb_f32_to_f16(rng_sym() * 4.0f);
+                for (int64_t e = 0; e < n; e++)
+                    hb[e] = lb_f32_to_f16(rng_sym() * (float)(1 + (rng_u64() % 1000)) * 1e-3f);
+                float out[17];
+                s->dot64_rows(rows, n, nv, rows_v, STRIDE, hb, 0.5f, out);
+                for (int k = 0; k < rows; k++, cases++)
+                    bad += !same_bits(r->dot64(n, nv, rows_v + (size_t)k * STRIDE, hb) * 0.5f, out[k]);
+            }
+    }
+    printf("  %d rows compared\n", cases);
+    CHECKF(bad == 0, "dot64_rows with tails: %d of %d rows differ from dot64", bad, cases);
+}
+
 int main(void)
 {
     RUN(test_dot_orders);
@@ -293,5 +328,6 @@ int main(void)
     RUN(test_exp_sum_silu_ref);
     RUN(test_simd_equals_ref);
     RUN(test_dot64_rows_64);
+    RUN(test_dot64_rows_tails);
     return check_done();
 }

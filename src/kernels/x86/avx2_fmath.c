@@ -58,7 +58,11 @@ static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
     return _mm256_cvtph_ps(h);
 }
 
-static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
+/* dot64 up to n_vec (its 64-groups and their 16-lane reduction), with b
+ * read from bs (b widened, zero from nv to the end of its 64-group) when bs
+ * is given: dot64_rows widens b once for many rows. */
+static inline __attribute__((always_inline)) float dot64_groups(int64_t n, int64_t n_vec, const lb_f16 *a,
+                                                                const lb_f16 *b, const float *bs)
 {
     __m256 acc[8];   /* [4 vectors][lo, hi]; the loops over it unrolled, or gcc keeps it in memory */
     _Pragma("GCC unroll 8")
@@ -68,7 +72,8 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
     for (; i + 64 <= nv; i += 64) {
         _Pragma("GCC unroll 8")
         for (int j = 0; j < 8; j++)
-            acc[j] = _mm256_fmadd_ps(ld16(a + i + 8 * j), ld16(b + i + 8 * j), acc[j]);
+            acc[j] = _mm256_fmadd_ps(ld16(a + i + 8 * j), bs ? _mm256_loadu_ps(bs + i + 8 * j) : ld16(b + i + 8 * j),
+                                     acc[j]);
     }
     if (i < nv) {
         /* The partial group, zero-padded as the reference reads it: whole
@@ -79,24 +84,117 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
         _Pragma("GCC unroll 8")
         for (int j = 0; j < 8; j++) {
             int64_t r = nv - (i + 8 * j);
-            acc[j] = _mm256_fmadd_ps(ld16_part(a + i + 8 * j, r), ld16_part(b + i + 8 * j, r), acc[j]);
+            __m256 bj = bs ? _mm256_loadu_ps(bs + i + 8 * j) : ld16_part(b + i + 8 * j, r);
+            acc[j] = _mm256_fmadd_ps(ld16_part(a + i + 8 * j, r), bj, acc[j]);
         }
     }
     __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-    double sum = reduce16(lo, hi);
-    /* The tail is added one product at a time in double, as in the
-     * reference; F16C converts eight at a time, the products are exact in
-     * float, so only the order of the double additions matters. */
-    float prod[8];
-    for (i = n_vec; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(prod, _mm256_mul_ps(ld16(a + i), ld16(b + i)));
+    return reduce16(lo, hi);
+}
+
+/* The tail past n_vec of rows a[k] (k < m <= 8, stride apart), added one
+ * product at a time in double to sum[k], as in the reference; F16C converts
+ * eight at a time, the products are exact in float, so only the order of the
+ * double additions matters, and the rows' chains of additions interleave
+ * (one row's is a chain of dependent additions, 4 cycles each). */
+static inline __attribute__((always_inline)) void dot64_tails(int m, int64_t n, int64_t n_vec, const lb_f16 *a,
+                                                              size_t stride, const lb_f16 *b, double *sum)
+{
+    float prod[8][8];   /* [row][element] */
+    int64_t i = n_vec;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 bv = ld16(b + i);
+        for (int k = 0; k < m; k++)
+            _mm256_storeu_ps(prod[k], _mm256_mul_ps(ld16(a + (size_t)k * stride + i), bv));
         for (int j = 0; j < 8; j++)
-            sum += (double)prod[j];
+            for (int k = 0; k < m; k++)
+                sum[k] += (double)prod[k][j];
     }
-    for (; i < n; i++)
-        sum += (double)(lb_f16_to_f32(a[i]) * lb_f16_to_f32(b[i]));
+    for (; i < n; i++) {
+        const float bi = lb_f16_to_f32(b[i]);
+        for (int k = 0; k < m; k++)
+            sum[k] += (double)(lb_f16_to_f32(a[(size_t)k * stride + i]) * bi);
+    }
+}
+
+static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
+{
+    double sum = dot64_groups(n, n_vec, a, b, NULL);
+    dot64_tails(1, n, n_vec, a, 0, b, &sum);
     return (float)sum;
+}
+
+/* dot64 of eight 64-element rows against b (the attention keys of one
+ * 64-wide head against its query): b widened once, and the eight 16-lane
+ * reductions done side by side by shuffles that add the same pairs in the
+ * same order as reduce16, so each result has dot64's bits.  8-row groups
+ * of keys are where decode attention spent most of its time (a call, eight
+ * conversions of b and a serial reduction per position). */
+static void dot64_x8(const lb_f16 *a, size_t stride, const __m256 bv[8], float scale, float *out)
+{
+    __m256 t8[8];   /* [row] hi + lo of reduce16 */
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < 8; r++) {
+        const lb_f16 *ar = a + (size_t)r * stride;
+        __m256 acc[8];
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_fmadd_ps(ld16(ar + 8 * j), bv[j], _mm256_setzero_ps());
+        __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+        __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+        t8[r] = _mm256_add_ps(hi, lo);
+    }
+    __m256 t4[4];   /* [pair p]: rows 2p (low half) and 2p+1 (high half), lanes k + (k+4) */
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < 4; p++)
+        t4[p] = _mm256_add_ps(_mm256_permute2f128_ps(t8[2 * p], t8[2 * p + 1], 0x31),
+                              _mm256_permute2f128_ps(t8[2 * p], t8[2 * p + 1], 0x20));
+    /* [rows 0, 2 | 1, 3] and [4, 6 | 5, 7]: lanes (0+2), (1+3) of each */
+    __m256 t2a = _mm256_add_ps(_mm256_shuffle_ps(t4[0], t4[1], 0x44), _mm256_shuffle_ps(t4[0], t4[1], 0xee));
+    __m256 t2b = _mm256_add_ps(_mm256_shuffle_ps(t4[2], t4[3], 0x44), _mm256_shuffle_ps(t4[2], t4[3], 0xee));
+    /* rows [0, 2, 4, 6 | 1, 3, 5, 7]: (0+2) + (1+3) */
+    __m256 t1 = _mm256_add_ps(_mm256_shuffle_ps(t2a, t2b, 0x88), _mm256_shuffle_ps(t2a, t2b, 0xdd));
+    t1 = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_ps(out, _mm256_mul_ps(t1, _mm256_set1_ps(scale)));
+}
+
+/* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
+ * context past 4096 positions) take dot64 row by row. */
+#define ROWS_MAX_B 4096
+
+static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                       float scale, float *out)
+{
+    int64_t r = 0;
+    if (n == 64 && n_vec == 64) {
+        __m256 bv[8];
+        for (int j = 0; j < 8; j++)
+            bv[j] = ld16(b + 8 * j);
+        for (; r + 8 <= rows; r += 8)
+            dot64_x8(a + (size_t)r * stride, stride, bv, scale, out + r);
+    }
+    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
+    if (r < rows && nv64 <= ROWS_MAX_B) {
+        /* attention's values: b (the probabilities) widened once for the 64 value rows */
+        _Alignas(32) float bs[ROWS_MAX_B];
+        int64_t i = 0;
+        for (; i + 8 <= nv; i += 8)
+            _mm256_store_ps(bs + i, ld16(b + i));
+        for (; i < nv64; i++)
+            bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
+        for (; r < rows; r += 8) {
+            const int m = rows - r < 8 ? (int)(rows - r) : 8;
+            double sum[8];
+            for (int k = 0; k < m; k++)
+                sum[k] = dot64_groups(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
+            dot64_tails(m, n, n_vec, a + (size_t)r * stride, stride, b, sum);
+            for (int k = 0; k < m; k++)
+                out[r + k] = (float)sum[k] * scale;
+        }
+    }
+    for (; r < rows; r++)
+        out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
 }
 
 /* lb_expf on 8 lanes. */
@@ -188,6 +286,7 @@ void lb__fmath_register_avx2(lb_fmath *f)
 {
     f->dot16 = dot16;
     f->dot64 = dot64;
+    f->dot64_rows = dot64_rows;
     f->exp_sum = exp_sum;
     f->silu_mul = silu_mul;
     f->to_f16 = to_f16;
