@@ -111,7 +111,7 @@ export interface LoadOptions {
   /** Ask for persistent storage (navigator.storage.persist); default true. */
   persist?: boolean;
   /** A worker that sends nothing for this long while a build starts is terminated and the load retried in a fresh
-   * one (default 10000). */
+   * one (default 5000). */
   startupStallMs?: number;
 }
 

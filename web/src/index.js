@@ -183,7 +183,7 @@ function newWorker() {
  *   memoryBudget (bytes), profile (name or overrides), contextLength, minContext, kvType ('auto'|'f16'|'q8'|'q4'|'q3'|'q2'),
  *   threads, sha256 (hex), storage ('opfs'|'cache'|'none'), cacheKey, retries, stallMs, wasmBase (URL of build/web/),
  *   preflightOnly (stop after the preflight and resolve with its report), persist (default true),
- *   startupStallMs (a worker silent this long while a build starts is restarted; default 10000)
+ *   startupStallMs (a worker silent this long while a build starts is restarted; default 5000)
  * }
  */
 export async function load(modelUrl, options = {}) {
@@ -264,7 +264,7 @@ export async function load(modelUrl, options = {}) {
 
 // How long a worker may stay silent before its first build has started: it posts 'alive' every 500 ms while a build
 // starts (even while the .wasm downloads), so silence means its thread is stuck, not slow.
-const STARTUP_STALL_MS = 10000;
+const STARTUP_STALL_MS = 5000;
 
 function startupWatchdog(ch, ms) {
   let timer = null;
