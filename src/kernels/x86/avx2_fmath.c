@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/x86/k_common.h"
+
 static inline __m256 ld16(const lb_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 /* The 16-lane reduction of the contract for lanes lo (0-7) and hi (8-15). */
@@ -145,16 +147,7 @@ static void dot64_x8(const lb_f16 *a, size_t stride, const __m256 bv[8], float s
         __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
         t8[r] = _mm256_add_ps(hi, lo);
     }
-    __m256 t4[4];   /* [pair p]: rows 2p (low half) and 2p+1 (high half), lanes k + (k+4) */
-    _Pragma("GCC unroll 4")
-    for (int p = 0; p < 4; p++)
-        t4[p] = _mm256_add_ps(_mm256_permute2f128_ps(t8[2 * p], t8[2 * p + 1], 0x31),
-                              _mm256_permute2f128_ps(t8[2 * p], t8[2 * p + 1], 0x20));
-    /* [rows 0, 2 | 1, 3] and [4, 6 | 5, 7]: lanes (0+2), (1+3) of each */
-    __m256 t2a = _mm256_add_ps(_mm256_shuffle_ps(t4[0], t4[1], 0x44), _mm256_shuffle_ps(t4[0], t4[1], 0xee));
-    __m256 t2b = _mm256_add_ps(_mm256_shuffle_ps(t4[2], t4[3], 0x44), _mm256_shuffle_ps(t4[2], t4[3], 0xee));
-    /* rows [0, 2, 4, 6 | 1, 3, 5, 7]: (0+2) + (1+3) */
-    __m256 t1 = _mm256_add_ps(_mm256_shuffle_ps(t2a, t2b, 0x88), _mm256_shuffle_ps(t2a, t2b, 0xdd));
+    __m256 t1 = hsum8x8(t8);   /* reduce16's last steps: rows [0, 2, 4, 6 | 1, 3, 5, 7] */
     t1 = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_ps(out, _mm256_mul_ps(t1, _mm256_set1_ps(scale)));
 }

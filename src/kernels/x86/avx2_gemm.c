@@ -30,15 +30,8 @@
  * row it follows. */
 static inline void reduce8(const __m256 *acc, const __m256 *accm2, float *s, int64_t s_stride)
 {
-    __m256 t[4];   /* [rows 2p | 2p+1]: hi + lo halves of acc, the first step of hsum8 */
-    for (int p = 0; p < 4; p++)
-        t[p] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * p], acc[2 * p + 1], 0x31),
-                             _mm256_permute2f128_ps(acc[2 * p], acc[2 * p + 1], 0x20));
-    /* (x0 + x2, x1 + x3) of every row, then their sum: hsum8's last steps and hsum4's */
-    __m256 u01 = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], 0x44), _mm256_shuffle_ps(t[0], t[1], 0xee));
-    __m256 u23 = _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], 0x44), _mm256_shuffle_ps(t[2], t[3], 0xee));
-    /* lanes: [r0, r2, r4, r6 | r1, r3, r5, r7] */
-    __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u01, u23, 0x88), _mm256_shuffle_ps(u01, u23, 0xdd));
+    __m256 r = hsum8x8(acc);   /* lanes: [r0, r2, r4, r6 | r1, r3, r5, r7] */
+    /* (x0 + x2, x1 + x3) of every row's half of accm2, then their sum: hsum4's steps */
     if (accm2) {
         __m256 m01 = _mm256_add_ps(_mm256_shuffle_ps(accm2[0], accm2[1], 0x44), _mm256_shuffle_ps(accm2[0], accm2[1], 0xee));
         __m256 m23 = _mm256_add_ps(_mm256_shuffle_ps(accm2[2], accm2[3], 0x44), _mm256_shuffle_ps(accm2[2], accm2[3], 0xee));

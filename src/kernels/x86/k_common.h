@@ -112,4 +112,20 @@ static inline float hsum4(__m128 r)
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
+/* hsum8 of eight vectors at once, the same pairs added in the same order
+ * (hi half + lo half, lanes (0+2) and (1+3), their sum) by shuffles: lanes
+ * [v0, v2, v4, v6 | v1, v3, v5, v7].  Eight serial reductions cost more than
+ * the work of a short row before them (avx2_gemm.c, avx2_fmath.c). */
+static inline __m256 hsum8x8(const __m256 v[8])
+{
+    __m256 t[4];   /* [rows 2p | 2p+1]: lanes k + (k+4) */
+    for (int p = 0; p < 4; p++)
+        t[p] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x31),
+                             _mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x20));
+    /* [rows 0, 2 | 1, 3] and [4, 6 | 5, 7]: lanes (0+2), (1+3) of each */
+    __m256 u01 = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], 0x44), _mm256_shuffle_ps(t[0], t[1], 0xee));
+    __m256 u23 = _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], 0x44), _mm256_shuffle_ps(t[2], t[3], 0xee));
+    return _mm256_add_ps(_mm256_shuffle_ps(u01, u23, 0x88), _mm256_shuffle_ps(u01, u23, 0xdd));
+}
+
 #endif
