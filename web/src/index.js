@@ -217,8 +217,7 @@ export async function load(modelUrl, options = {}) {
   // A worker that freezes while a build starts is terminated and the load tried again in a fresh one: the same build
   // once more (the freeze seen in Firefox is intermittent), then without it.  Each freeze is kept in buildsTried.
   let builds = chain.chain.slice();
-  const frozen = [];
-  const frozenAt = new Map();   // build -> freezes so far
+  const frozen = [];   // { build, error } per restart
   for (;;) {
     const ch = new Channel(newWorker());
     ch.onProgress = (p) => {
@@ -245,14 +244,12 @@ export async function load(modelUrl, options = {}) {
     } catch (e) {
       ch.worker.terminate();
       if (e.code !== 'STALLED') throw e;
-      const b = e.details.build;
-      frozen.push({ build: b || builds[0], error: e.message });
-      const n = (frozenAt.get(b) || 0) + 1;
-      frozenAt.set(b, n);
-      if (frozen.length > chain.chain.length + 2) throw new LowbitError(`no WebAssembly build could be started: ${frozen.map((f) => `${f.build}: ${f.error}`).join('; ')}`, 'NO_BUILD', { buildsTried: frozen });
-      if (b && n >= 2) {
-        builds = builds.slice(builds.indexOf(b) + 1);
-        if (!builds.length) throw new LowbitError(`no WebAssembly build could be started: ${frozen.map((f) => `${f.build}: ${f.error}`).join('; ')}`, 'NO_BUILD', { buildsTried: frozen });
+      const b = e.details.build || builds[0];   // the build being started (null details: before its import)
+      frozen.push({ build: b, error: e.message });
+      if (frozen.filter((f) => f.build === b).length >= 2) builds = builds.slice(builds.indexOf(b) + 1);
+      if (!builds.length || frozen.length > chain.chain.length + 2) {
+        throw new LowbitError(`no WebAssembly build could be started: ${frozen.map((f) => `${f.build}: ${f.error}`).join('; ')}`,
+          'NO_BUILD', { buildsTried: frozen });
       }
       onProgress?.({ phase: 'restart', build: b, reason: e.message, loaded: 0, total: 0 });
     } finally {
