@@ -246,6 +246,17 @@ static void test_simd_equals_ref(void)
         simd_equals_ref(&sets[i]->fmath);
 }
 
+/* The SIMD sets of this build that have dot64_rows (into out[4]). */
+static int dot64_rows_sets(const lb_fmath *out[4])
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), n = 0;
+    for (int i = 0; i < ns; i++)
+        if (sets[i]->fmath.dot64_rows)
+            out[n++] = &sets[i]->fmath;
+    return n;
+}
+
 /* dot64_rows over attention keys of 64-wide heads (n = n_vec = 64, many
  * rows, the WebAssembly set's four-row path): bit for bit dot64 * scale with
  * an inf or NaN in an early row (the rest fall back), signed zeros (products
@@ -254,13 +265,11 @@ static void test_simd_equals_ref(void)
 static void test_dot64_rows_64(void)
 {
     const lb_fmath *r = lb_fmath_scalar();
-    const lb_kernel_set *sets[4];
-    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0;
+    const lb_fmath *with[4];
+    int ns = dot64_rows_sets(with), bad = 0, cases = 0;
     static const int row_counts[] = {1, 4, 5, 7, 8, 13};
     for (int i = 0; i < ns; i++) {
-        const lb_fmath *s = &sets[i]->fmath;
-        if (!s->dot64_rows)
-            continue;
+        const lb_fmath *s = with[i];
         for (int mode = 0; mode < 4; mode++)
             for (int rc = 0; rc < 6; rc++) {
                 const int rows = row_counts[rc];
@@ -292,16 +301,14 @@ static void test_dot64_rows_64(void)
 static void test_dot64_rows_tails(void)
 {
     const lb_fmath *r = lb_fmath_scalar();
-    const lb_kernel_set *sets[4];
-    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0;
+    const lb_fmath *with[4];
+    int ns = dot64_rows_sets(with), bad = 0, cases = 0;
     static const int row_counts[] = {1, 7, 8, 9, 17};
     static const int64_t shapes[][2] = {{150, 128}, {64, 64}, {100, 128}, {71, 64}, {200, 192}, {127, 64}};
     enum { STRIDE = 211 };
     static lb_f16 rows_v[17 * STRIDE];
     for (int i = 0; i < ns; i++) {
-        const lb_fmath *s = &sets[i]->fmath;
-        if (!s->dot64_rows)
-            continue;
+        const lb_fmath *s = with[i];
         for (int li = 0; li < 6; li++)
             for (int rc = 0; rc < 5; rc++) {
                 const int64_t n = shapes[li][0], nv = shapes[li][1];
