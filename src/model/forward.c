@@ -212,11 +212,16 @@ typedef struct seq_attn_job {
     const int *row;   /* [n] their rows */
     int il, n;
     const float *q;   /* [rows][n_head * head_dim] */
+    const float *k, *v;   /* [rows][n_head_kv * head_dim] the rows' keys and values, stored here */
     float *out;       /* [rows][n_head * head_dim] */
-    int64_t qw;       /* n_head * head_dim */
+    int64_t qw, kvw;  /* n_head * head_dim, n_head_kv * head_dim */
     atomic_int next;  /* the next sequence to take: claimed, so a late thread never holds the step back */
+    atomic_int failed;    /* 1 + the first index into idx whose store failed, 0 if none */
+    atomic_int status;    /* that store's status */
 } seq_attn_job;
 
+/* Each sequence's store too: the calling thread storing 8 sequences' keys
+ * and values one after another kept the other thread idle. */
 static void seq_attend(void *ctx, int ith, int nth)
 {
     seq_attn_job *j = ctx;
@@ -227,7 +232,15 @@ static void seq_attend(void *ctx, int ith, int nth)
         if (t >= j->n)
             break;
         const lb_fwd_seq *sq = &j->seq[j->idx[t]];
-        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, j->q + j->row[t] * j->qw, j->out + j->row[t] * j->qw, NULL);
+        const int64_t row = j->row[t];
+        lb_status st = sq->kv.store(sq->kv.ctx, j->il, sq->pos0, 1, j->k + row * j->kvw, j->v + row * j->kvw);
+        if (st) {
+            int none = 0;
+            if (atomic_compare_exchange_strong(&j->failed, &none, t + 1))
+                atomic_store(&j->status, (int)st);
+            continue;
+        }
+        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, j->q + row * j->qw, j->out + row * j->qw, NULL);
     }
 }
 
@@ -247,16 +260,22 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         return LB_OK;
     }
     int n_single = 0;
+    for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n)
+        if (r->seq[i].n == 1) {
+            f->single_idx[n_single] = i;
+            f->single_row[n_single++] = row;
+        }
+    /* Whole single-row sequences go to the threads, which store them too (seq_attend). */
+    const bool spread = n_single >= lb_pool_size(pool);
     for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n) {
         const lb_fwd_seq *sq = &r->seq[i];
+        if (sq->n == 1 && spread)
+            continue;
         lb_status st = sq->kv.store(sq->kv.ctx, il, sq->pos0, sq->n, f->k + row * KV, f->v + row * KV);
         if (st)
             return lb__errf(err, st, "the KV cache of sequence %d cannot hold positions %d..%d", i, sq->pos0,
                             sq->pos0 + sq->n - 1);
-        if (sq->n == 1) {
-            f->single_idx[n_single] = i;
-            f->single_row[n_single++] = row;
-        } else {
+        if (sq->n > 1) {
             /* A prompt chunk: its rows and heads are spread over the attention pool, unless it is short
              * (a chat turn joining the batch): then the calling thread does it in less time than a
              * barrier with a descheduled worker, which is what every step of the other streams waits
@@ -268,7 +287,7 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
     }
     /* Fewer single-row sequences than threads: spreading whole sequences
      * would leave threads idle, so each gets the attention pool instead. */
-    if (n_single < lb_pool_size(pool)) {
+    if (!spread) {
         for (int t = 0; t < n_single; t++) {
             const lb_fwd_seq *sq = &r->seq[f->single_idx[t]];
             int row = f->single_row[t];
@@ -276,9 +295,17 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         }
         return LB_OK;
     }
-    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->att, Q, 0};
+    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->k, f->v, f->att, Q, KV, 0, 0, 0};
     atomic_init(&j.next, 0);
+    atomic_init(&j.failed, 0);
+    atomic_init(&j.status, 0);
     lb_pool_run_claimed(pool, seq_attend, &j);
+    int bad = atomic_load(&j.failed);
+    if (bad) {
+        const lb_fwd_seq *sq = &r->seq[f->single_idx[bad - 1]];
+        return lb__errf(err, (lb_status)atomic_load(&j.status), "the KV cache of sequence %d cannot hold position %d",
+                        f->single_idx[bad - 1], sq->pos0);
+    }
     return LB_OK;
 }
 
