@@ -10,7 +10,9 @@
 
 CC      ?= cc
 BUILD   ?= build/release
-OPT     ?= -O2
+# Loops start on 64-byte boundaries: where the hot loops happened to fall
+# moved batched decoding by up to 15% with unrelated changes (docs/server.md).
+OPT     ?= -O2 -falign-loops=64
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wno-unused-parameter
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
