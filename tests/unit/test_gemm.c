@@ -54,8 +54,10 @@ static void random_act(const lb_kernel_set *k, uint32_t act_type, int64_t n, cha
 }
 
 /* Tile heights 1..9 and 17 (whole 4-row groups plus every remainder) at
- * lengths of 1, 2, 3, 5 and 63 blocks and across the kernels' runs of
- * block pairs (129 and 130 blocks), outputs strided with a guard column. */
+ * lengths of 1, 2, 3, 5, 16, 17 and 63 blocks (16: the longest rows of the
+ * AVX-512 Q4_K kernel on paired rows, 17: the first of the 256-bit one) and
+ * across the kernels' runs of block pairs (129 and 130 blocks), outputs
+ * strided with a guard column. */
 static void test_gemm8_equals_vec_dot(void)
 {
     const lb_kernel_set *sets[4];
@@ -69,7 +71,7 @@ static void test_gemm8_equals_vec_dot(void)
                 continue;
             const lb_quant_traits *q = lb_quant_ref(t);
             int64_t blk = (int64_t)lb_type_layout_of(t)->blck;
-            const int64_t nblocks[] = {1, 2, 3, 5, 63, 129, 130};
+            const int64_t nblocks[] = {1, 2, 3, 5, 16, 17, 63, 129, 130};
             const int64_t heights[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
             for (size_t li = 0; li < sizeof nblocks / sizeof nblocks[0]; li++) {
                 int64_t n = nblocks[li] * blk;

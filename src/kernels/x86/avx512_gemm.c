@@ -56,10 +56,118 @@ static inline __m256i dpb(__m256i acc, __m256i u, __m256i s) { return _mm256_dpb
  * it starts at 8192 (|sum of 4 products| <= 4 * 15 * 128 = 7680), and
  * 8192 * the low sub-blocks' scales, the same in every lane and row, is
  * where each block's integer sum starts instead of 0. */
+/* Rows of at most this many blocks (4096 columns) take gemm8_q4_K_pairs,
+ * whose per-call copy of the activations is 2 KiB a block on the stack. */
+#define PAIR_MAX_BLOCKS 16
+
+/* Q4_K with 512-bit vectors holding two activation rows: the same lanes,
+ * sums and float steps as gemm8_q4_K below (so the same bits), but every
+ * unpacked weight chunk is broadcast to both halves and meets rows 2p and
+ * 2p+1 in one instruction, which halves the instructions of the inner loop.
+ * Zen 4 runs a 512-bit multiply as two 256-bit ones, so the gain is not in
+ * the multiplies but in everything around them (decode, shifts, adds, the
+ * float steps): 8-stream decoding of techdocs-28M Q4_K_M, one thread, +13%
+ * (docs/server.md).  For that the two rows' bytes must be adjacent, hence
+ * the copy: interleaving them with an insert per load was slower than the
+ * 256-bit kernel. */
+/* A zero vector made where it is used, by a zeroing idiom that costs nothing
+ * at rename.  _mm512_setzero_si512() becomes one zero register that gcc
+ * copies before every VPDPBUSD that starts from zero (its accumulator is
+ * overwritten), and on Zen 4 those 512-bit copies execute: this kernel lost
+ * its whole gain to them. */
+static inline __m512i zero512(void)
+{
+    __m512i z;
+    __asm__ volatile("vpxord %x0, %x0, %x0" : "=v"(z));
+    return z;
+}
+
+static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                             const void *act, size_t act_stride)
+{
+    _Alignas(64) int8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk c][low, high nibbles' part]:
+                                                              * 32 bytes of row 2p, then 32 of row 2p+1 */
+    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];         /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
+    _Alignas(32) float ad[PAIR_MAX_BLOCKS][8];              /* [block][row] activation scales */
+    _Alignas(32) int16_t sub[PAIR_MAX_BLOCKS][8][8];        /* [block][row][sub-block] sums of 32 activations */
+    for (int j = 0; j < 8; j++) {
+        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            ad[i][j] = a[i].d;
+            _mm256_store_ps(adp[i][j / 2] + 8 * (j & 1), _mm256_set1_ps(a[i].d));
+            for (int c = 0; c < 4; c++)
+                for (int h = 0; h < 2; h++)
+                    _mm256_store_si256((__m256i *)(ap[i][j / 2][c][h] + 32 * (j & 1)), load32(a[i].qs + 64 * c + 32 * h));
+            __m256i bs = load32(a[i].bsums);
+            _mm_store_si128((__m128i *)sub[i][j],
+                            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        }
+    }
+    const __m512i bias = _mm512_set1_epi32(8192);
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    for (int64_t r = 0; r < nw; r++) {
+        const lb_block_q4_K *b = (const lb_block_q4_K *)((const char *)w + (size_t)r * w_stride);
+        __m512 acc[4];    /* [pair p]: dot_q4_K's 8-lane scale sums of rows 2p | 2p+1 */
+        __m256 accm[4];   /* [pair p]: its 4-lane min sums of rows 2p | 2p+1 */
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) {
+            acc[p] = _mm512_setzero_ps();
+            accm[p] = _mm256_setzero_ps();
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            const __m256i sm16 = _mm256_cvtepu8_epi16(q4_K_scales_mins(b[i].scales));
+            uint16_t scw[16];   /* [8 scales, 8 mins] */
+            _mm256_storeu_si256((__m256i *)scw, sm16);
+            __m512i scp[4], lo[4], hi[4];   /* [chunk c]: scales of sub-blocks 2c, 2c+1 as a lane's words; nibbles */
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < 4; c++) {
+                scp[c] = _mm512_permutexvar_epi32(_mm512_set1_epi32(c), _mm512_castsi256_si512(sm16));
+                const __m512i q = _mm512_broadcast_i64x4(load32(b[i].qs + 32 * c));
+                lo[c] = _mm512_and_si512(q, m4);
+                hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            }
+            const __m512i start = _mm512_set1_epi32(-8192 * (scw[0] + scw[2] + scw[4] + scw[6]));
+            const __m512 dw = _mm512_set1_ps(h2f(b[i].d));
+            _Pragma("GCC unroll 4")
+            for (int p = 0; p < 4; p++) {
+                __m512i isum = start;
+                _Pragma("GCC unroll 4")
+                for (int c = 0; c < 4; c++) {
+                    __m512i pk = _mm512_dpbusd_epi32(zero512(), hi[c], _mm512_load_si512(ap[i][p][c][1]));
+                    pk = _mm512_add_epi32(_mm512_slli_epi32(pk, 16), bias);
+                    pk = _mm512_dpbusd_epi32(pk, lo[c], _mm512_load_si512(ap[i][p][c][0]));
+                    isum = _mm512_dpwssd_epi32(isum, pk, scp[c]);
+                }
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
+            }
+            const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
+            const __m256 dm8 = _mm256_mul_ps(_mm256_load_ps(ad[i]), _mm256_set1_ps(-h2f(b[i].dmin)));
+            _Pragma("GCC unroll 4")
+            for (int p = 0; p < 4; p++) {
+                __m256 dmp = _mm256_permutevar8x32_ps(
+                    dm8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+                __m256i msum = _mm256_madd_epi16(mn16, load32(sub[i][2 * p]));
+                accm[p] = _mm256_fmadd_ps(dmp, _mm256_cvtepi32_ps(msum), accm[p]);
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) {
+            const __m256 a0 = _mm512_castps512_ps256(acc[p]);
+            const __m256 a1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
+            s[(2 * p) * s_stride + r] = hsum8(a0) + hsum4(_mm256_castps256_ps128(accm[p]));
+            s[(2 * p + 1) * s_stride + r] = hsum8(a1) + hsum4(_mm256_extractf128_ps(accm[p], 1));
+        }
+    }
+}
+
 static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                        const void *act, size_t act_stride)
 {
     const int64_t nb = n / LB_QK_K;
+    if (nb <= PAIR_MAX_BLOCKS) {
+        gemm8_q4_K_pairs(nb, nw, s, s_stride, w, w_stride, act, act_stride);
+        return;
+    }
     if (nb > GEMM_K_MAX_BLOCKS) {
         lb_vec_dot4_fn dot8 = lb_kernels_avx512()->vec_dot8[LB_TYPE_Q4_K];
         for (int64_t r = 0; r < nw; r++)
