@@ -283,10 +283,101 @@ static inline __m256i pack_words(__m256i lo, __m256i hi)
     return _mm256_blend_epi16(lo, _mm256_slli_epi32(hi, 16), 0xAA);
 }
 
+/* The scale words of gemm8_q6_K's chunk pair m, the 128 * weight-sum
+ * surplus of the block, and its quants minus 32 (the per-block work that
+ * does not depend on the activation rows). */
+static inline void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[4], __m256i *start)
+{
+    q6_K_quants(b, v);
+    /* [pair m] scale words: lanes 0-3 (sc[4m], sc[4m+2]), lanes 4-7 (sc[4m+1], sc[4m+3]),
+     * a chunk's first 16 elements being sub-block 2c's and the rest 2c+1's */
+    const int8_t *sc = b->scales;
+    _Pragma("GCC unroll 4")
+    for (int m = 0; m < 4; m++) {
+        uint32_t lo = (uint16_t)sc[4 * m] | (uint32_t)(uint16_t)sc[4 * m + 2] << 16;
+        uint32_t hi = (uint16_t)sc[4 * m + 1] | (uint32_t)(uint16_t)sc[4 * m + 3] << 16;
+        scp[m] = _mm256_set_m128i(_mm_set1_epi32((int)hi), _mm_set1_epi32((int)lo));
+    }
+    /* 128 * each lane's scaled weight sum: the a + 128 surplus of every row */
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    __m256i surplus = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4")
+    for (int m = 0; m < 4; m++) {
+        __m256i c0 = dpb(_mm256_setzero_si256(), k80, v[2 * m]);
+        __m256i c1 = dpb(_mm256_setzero_si256(), k80, v[2 * m + 1]);
+        surplus = _mm256_dpwssd_epi32(surplus, pack_words(c0, c1), scp[m]);
+    }
+    *start = _mm256_sub_epi32(_mm256_setzero_si256(), surplus);
+}
+
+/* Q6_K on paired activation rows, as gemm8_q4_K_pairs (same lanes and bits
+ * as gemm8_q6_K; the copy also does the sign-bit flip of the activations,
+ * once per call instead of once per weight row). */
+static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                             const void *act, size_t act_stride)
+{
+    _Alignas(64) uint8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk pair m][first, second]: a + 128,
+                                                               * 32 bytes of row 2p, then 32 of row 2p+1 */
+    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];          /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    for (int j = 0; j < 8; j++) {
+        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            _mm256_store_ps(adp[i][j / 2] + 8 * (j & 1), _mm256_set1_ps(a[i].d));
+            for (int m = 0; m < 4; m++)
+                for (int h = 0; h < 2; h++)
+                    _mm256_store_si256((__m256i *)(ap[i][j / 2][m][h] + 32 * (j & 1)),
+                                       _mm256_xor_si256(load32(a[i].qs + 64 * m + 32 * h), k80));
+        }
+    }
+    for (int64_t r = 0; r < nw; r++) {
+        const lb_block_q6_K *b = (const lb_block_q6_K *)((const char *)w + (size_t)r * w_stride);
+        __m512 acc[4];   /* [pair p]: dot_q6_K's 8-lane sums of rows 2p | 2p+1 */
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++)
+            acc[p] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            __m256i v[8], scp[4], start;
+            q6_K_block(&b[i], v, scp, &start);
+            __m512i vz[8], spz[4];   /* both halves the same */
+            _Pragma("GCC unroll 8")
+            for (int k = 0; k < 8; k++)
+                vz[k] = _mm512_broadcast_i64x4(v[k]);
+            _Pragma("GCC unroll 4")
+            for (int m = 0; m < 4; m++)
+                spz[m] = _mm512_broadcast_i64x4(scp[m]);
+            const __m512i startz = _mm512_broadcast_i64x4(start);
+            const __m512 dw = _mm512_set1_ps(h2f(b[i].d));
+            _Pragma("GCC unroll 4")
+            for (int p = 0; p < 4; p++) {
+                __m512i isum = startz;
+                _Pragma("GCC unroll 4")
+                for (int m = 0; m < 4; m++) {
+                    __m512i p0 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][0]), vz[2 * m]);
+                    __m512i p1 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][1]), vz[2 * m + 1]);
+                    /* pack_words: p0's lanes in the low words, p1's in the high ones */
+                    __m512i pk = _mm512_mask_blend_epi16(0xAAAAAAAAu, p0, _mm512_slli_epi32(p1, 16));
+                    isum = _mm512_dpwssd_epi32(isum, pk, spz[m]);
+                }
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) {
+            s[(2 * p) * s_stride + r] = hsum8(_mm512_castps512_ps256(acc[p]));
+            s[(2 * p + 1) * s_stride + r] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
+        }
+    }
+}
+
 static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                        const void *act, size_t act_stride)
 {
     const int64_t nb = n / LB_QK_K;
+    if (nb <= PAIR_MAX_BLOCKS) {
+        gemm8_q6_K_pairs(nb, nw, s, s_stride, w, w_stride, act, act_stride);
+        return;
+    }
     if (nb > GEMM_K_MAX_BLOCKS) {
         lb_vec_dot4_fn dot8 = lb_kernels_avx512()->vec_dot8[LB_TYPE_Q6_K];
         for (int64_t r = 0; r < nw; r++)
@@ -308,27 +399,8 @@ static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
         for (int j = 0; j < 8; j++)
             acc[j] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            __m256i v[8];
-            q6_K_quants(&b[i], v);
-            /* [pair m] scale words: lanes 0-3 (sc[4m], sc[4m+2]), lanes 4-7 (sc[4m+1], sc[4m+3]),
-             * a chunk's first 16 elements being sub-block 2c's and the rest 2c+1's */
-            __m256i scp[4];
-            const int8_t *sc = b[i].scales;
-            _Pragma("GCC unroll 4")
-            for (int m = 0; m < 4; m++) {
-                uint32_t lo = (uint16_t)sc[4 * m] | (uint32_t)(uint16_t)sc[4 * m + 2] << 16;
-                uint32_t hi = (uint16_t)sc[4 * m + 1] | (uint32_t)(uint16_t)sc[4 * m + 3] << 16;
-                scp[m] = _mm256_set_m128i(_mm_set1_epi32((int)hi), _mm_set1_epi32((int)lo));
-            }
-            /* 128 * each lane's scaled weight sum: the a + 128 surplus of every row */
-            __m256i surplus = _mm256_setzero_si256();
-            _Pragma("GCC unroll 4")
-            for (int m = 0; m < 4; m++) {
-                __m256i c0 = dpb(_mm256_setzero_si256(), k80, v[2 * m]);
-                __m256i c1 = dpb(_mm256_setzero_si256(), k80, v[2 * m + 1]);
-                surplus = _mm256_dpwssd_epi32(surplus, pack_words(c0, c1), scp[m]);
-            }
-            const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), surplus);
+            __m256i v[8], scp[4], start;
+            q6_K_block(&b[i], v, scp, &start);
             __m256i isum[8];
             _Pragma("GCC unroll 8")
             for (int j = 0; j < 8; j++)
