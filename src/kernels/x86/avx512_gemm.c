@@ -82,6 +82,70 @@ static inline __m512i zero512(void)
     return z;
 }
 
+/* Both Q4_K kernels' per-call tables of the 8 activation rows: ad[i][j] the
+ * scale of row j's block i, sub[i][j] its 8 sub-block sums (the A8_K
+ * partial sums of 16 added in pairs). */
+static void q4_K_act_tables(const void *act, size_t act_stride, int64_t nb, float (*ad)[8], int16_t (*sub)[8][8])
+{
+    for (int j = 0; j < 8; j++) {
+        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            ad[i][j] = a[i].d;
+            __m256i bs = load32(a[i].bsums);
+            _mm_store_si128((__m128i *)sub[i][j],
+                            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        }
+    }
+}
+
+/* dot_q4_K's 4-lane min sums of one block for the 8 rows, rows 2p | 2p+1 in
+ * accm[p]: sm16 the block's [8 scales, 8 mins], ad its rows' activation
+ * scales [8], sub their sub-block sums [8][8]. */
+static inline void q4_K_mins(__m256 accm[4], __m256i sm16, lb_f16 dmin, const float *ad, const int16_t (*sub)[8])
+{
+    const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
+    /* the reference's (-d_a) * dmin_w: the same float, rounding is symmetric */
+    const __m256 dm8 = _mm256_mul_ps(_mm256_load_ps(ad), _mm256_set1_ps(-h2f(dmin)));
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < 4; p++) {
+        /* a permutation, not broadcast loads of values just stored, which wait for store
+         * forwarding here (8% slower) */
+        __m256 dmp = _mm256_permutevar8x32_ps(
+            dm8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+        __m256i msum = _mm256_madd_epi16(mn16, load32(sub[2 * p]));
+        accm[p] = _mm256_fmadd_ps(dmp, _mm256_cvtepi32_ps(msum), accm[p]);
+    }
+}
+
+/* Weight row r's results for the 8 rows: acc[j] row j's 8-lane scale sums,
+ * accm as in q4_K_mins. */
+static inline void q4_K_store(float *s, int64_t s_stride, int64_t r, const __m256 acc[8], const __m256 accm[4])
+{
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < 4; p++) {
+        s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
+        s[(2 * p + 1) * s_stride + r] = hsum8(acc[2 * p + 1]) + hsum4(_mm256_extractf128_ps(accm[p], 1));
+    }
+}
+
+/* The paired kernels' copy of the 8 activation rows: ap[i][p][c][h] holds
+ * bytes 64c + 32h .. +31 of block i of row 2p, then those of row 2p+1, each
+ * byte xor flip; adp[i][p] row 2p's scale x8, then row 2p+1's x8. */
+static void pair_rows(const void *act, size_t act_stride, int64_t nb, __m256i flip, int8_t (*ap)[4][4][2][64],
+                      float (*adp)[4][16])
+{
+    for (int j = 0; j < 8; j++) {
+        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            _mm256_store_ps(adp[i][j / 2] + 8 * (j & 1), _mm256_set1_ps(a[i].d));
+            for (int c = 0; c < 4; c++)
+                for (int h = 0; h < 2; h++)
+                    _mm256_store_si256((__m256i *)(ap[i][j / 2][c][h] + 32 * (j & 1)),
+                                       _mm256_xor_si256(load32(a[i].qs + 64 * c + 32 * h), flip));
+        }
+    }
+}
+
 static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                              const void *act, size_t act_stride)
 {
@@ -90,19 +154,8 @@ static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
     _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];         /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
     _Alignas(32) float ad[PAIR_MAX_BLOCKS][8];              /* [block][row] activation scales */
     _Alignas(32) int16_t sub[PAIR_MAX_BLOCKS][8][8];        /* [block][row][sub-block] sums of 32 activations */
-    for (int j = 0; j < 8; j++) {
-        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
-        for (int64_t i = 0; i < nb; i++) {
-            ad[i][j] = a[i].d;
-            _mm256_store_ps(adp[i][j / 2] + 8 * (j & 1), _mm256_set1_ps(a[i].d));
-            for (int c = 0; c < 4; c++)
-                for (int h = 0; h < 2; h++)
-                    _mm256_store_si256((__m256i *)(ap[i][j / 2][c][h] + 32 * (j & 1)), load32(a[i].qs + 64 * c + 32 * h));
-            __m256i bs = load32(a[i].bsums);
-            _mm_store_si128((__m128i *)sub[i][j],
-                            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-        }
-    }
+    q4_K_act_tables(act, act_stride, nb, ad, sub);
+    pair_rows(act, act_stride, nb, _mm256_setzero_si256(), ap, adp);
     const __m512i bias = _mm512_set1_epi32(8192);
     const __m512i m4 = _mm512_set1_epi8(0xF);
     for (int64_t r = 0; r < nw; r++) {
@@ -140,23 +193,15 @@ static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
                 }
                 acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
             }
-            const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
-            const __m256 dm8 = _mm256_mul_ps(_mm256_load_ps(ad[i]), _mm256_set1_ps(-h2f(b[i].dmin)));
-            _Pragma("GCC unroll 4")
-            for (int p = 0; p < 4; p++) {
-                __m256 dmp = _mm256_permutevar8x32_ps(
-                    dm8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
-                __m256i msum = _mm256_madd_epi16(mn16, load32(sub[i][2 * p]));
-                accm[p] = _mm256_fmadd_ps(dmp, _mm256_cvtepi32_ps(msum), accm[p]);
-            }
+            q4_K_mins(accm, sm16, b[i].dmin, ad[i], sub[i]);
         }
+        __m256 rows[8];   /* [row] acc's halves */
         _Pragma("GCC unroll 4")
         for (int p = 0; p < 4; p++) {
-            const __m256 a0 = _mm512_castps512_ps256(acc[p]);
-            const __m256 a1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
-            s[(2 * p) * s_stride + r] = hsum8(a0) + hsum4(_mm256_castps256_ps128(accm[p]));
-            s[(2 * p + 1) * s_stride + r] = hsum8(a1) + hsum4(_mm256_extractf128_ps(accm[p], 1));
+            rows[2 * p] = _mm512_castps512_ps256(acc[p]);
+            rows[2 * p + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
         }
+        q4_K_store(s, s_stride, r, rows, accm);
     }
 }
 
@@ -177,15 +222,9 @@ static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
     const lb_block_a8_K *a[8];                            /* [row] -> [nb] activation blocks */
     _Alignas(32) float ad[GEMM_K_MAX_BLOCKS][8];          /* [block][row] activation scales */
     _Alignas(32) int16_t sub[GEMM_K_MAX_BLOCKS][8][8];    /* [block][row][sub-block] sums of 32 activations */
-    for (int j = 0; j < 8; j++) {
+    for (int j = 0; j < 8; j++)
         a[j] = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
-        for (int64_t i = 0; i < nb; i++) {
-            ad[i][j] = a[j][i].d;
-            __m256i bs = load32(a[j][i].bsums);
-            _mm_store_si128((__m128i *)sub[i][j],
-                            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-        }
-    }
+    q4_K_act_tables(act, act_stride, nb, ad, sub);
     const __m256i bias = _mm256_set1_epi32(8192);
     const __m256i m4 = _mm256_set1_epi8(0xF);
     for (int64_t r = 0; r < nw; r++) {
@@ -205,7 +244,6 @@ static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
             _mm256_storeu_si256((__m256i *)scw, sm16);
             uint32_t sp[4];     /* [pair c]: scale of sub-block 2c, then of 2c+1 */
             memcpy(sp, scw, sizeof sp);
-            const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
             __m256i lo[4], hi[4];   /* [chunk c] the 32 low and 32 high nibbles */
             _Pragma("GCC unroll 4")
             for (int c = 0; c < 4; c++) {
@@ -230,29 +268,14 @@ static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
                     isum[j] = _mm256_dpwssd_epi32(isum[j], pk, scp);
                 }
             }
-            const __m256 ad8 = _mm256_load_ps(ad[i]);
             _Alignas(32) float dd[8];   /* [row] d_a * d_w */
-            _mm256_store_ps(dd, _mm256_mul_ps(ad8, _mm256_set1_ps(h2f(b[i].d))));
-            /* the reference's (-d_a) * dmin_w: the same float, rounding is symmetric */
-            const __m256 dm8 = _mm256_mul_ps(ad8, _mm256_set1_ps(-h2f(b[i].dmin)));
+            _mm256_store_ps(dd, _mm256_mul_ps(_mm256_load_ps(ad[i]), _mm256_set1_ps(h2f(b[i].d))));
             _Pragma("GCC unroll 8")
             for (int j = 0; j < 8; j++)
                 acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(isum[j]), acc[j]);
-            _Pragma("GCC unroll 4")
-            for (int p = 0; p < 4; p++) {
-                /* a permutation, not broadcast loads of values just stored, which wait for store
-                 * forwarding here (8% slower) */
-                __m256 dmp = _mm256_permutevar8x32_ps(
-                    dm8, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
-                __m256i msum = _mm256_madd_epi16(mn16, load32(sub[i][2 * p]));
-                accm[p] = _mm256_fmadd_ps(dmp, _mm256_cvtepi32_ps(msum), accm[p]);
-            }
+            q4_K_mins(accm, sm16, b[i].dmin, ad[i], sub[i]);
         }
-        _Pragma("GCC unroll 4")
-        for (int p = 0; p < 4; p++) {
-            s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
-            s[(2 * p + 1) * s_stride + r] = hsum8(acc[2 * p + 1]) + hsum4(_mm256_extractf128_ps(accm[p], 1));
-        }
+        q4_K_store(s, s_stride, r, acc, accm);
     }
 }
 
@@ -316,20 +339,10 @@ static inline void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[
 static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                              const void *act, size_t act_stride)
 {
-    _Alignas(64) uint8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk pair m][first, second]: a + 128,
-                                                               * 32 bytes of row 2p, then 32 of row 2p+1 */
-    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];          /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
-    const __m256i k80 = _mm256_set1_epi8((char)0x80);
-    for (int j = 0; j < 8; j++) {
-        const lb_block_a8_K *a = (const lb_block_a8_K *)((const char *)act + (size_t)j * act_stride);
-        for (int64_t i = 0; i < nb; i++) {
-            _mm256_store_ps(adp[i][j / 2] + 8 * (j & 1), _mm256_set1_ps(a[i].d));
-            for (int m = 0; m < 4; m++)
-                for (int h = 0; h < 2; h++)
-                    _mm256_store_si256((__m256i *)(ap[i][j / 2][m][h] + 32 * (j & 1)),
-                                       _mm256_xor_si256(load32(a[i].qs + 64 * m + 32 * h), k80));
-        }
-    }
+    _Alignas(64) int8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk pair m][first, second]: a + 128
+                                                              * as bytes, 32 of row 2p, then 32 of row 2p+1 */
+    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];         /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
+    pair_rows(act, act_stride, nb, _mm256_set1_epi8((char)0x80), ap, adp);
     for (int64_t r = 0; r < nw; r++) {
         const lb_block_q6_K *b = (const lb_block_q6_K *)((const char *)w + (size_t)r * w_stride);
         __m512 acc[4];   /* [pair p]: dot_q6_K's 8-lane sums of rows 2p | 2p+1 */
