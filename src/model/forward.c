@@ -180,7 +180,7 @@ static void per_token(void *ctx, int ith, int nth)
  * barrier, which on a shared machine can cost a whole time slice.  Eight
  * rows (8 streams decoded together) are worth sharing: with 8 here the other
  * thread idled through them, and 8-stream decoding of techdocs-28M Q4_K_M
- * ran 4% slower (median of 20 paired runs, docs/server.md). */
+ * ran 5% slower (paired runs, docs/server.md). */
 #define PER_TOKEN_INLINE_MAX 4
 
 static void run_tokens(lb_pool *pool, tok_job *j, int which)
