@@ -94,7 +94,7 @@ static void to_f16_ref(int64_t n, const float *x, lb_f16 *y)
         y[i] = lb_f32_to_f16(x[i]);
 }
 
-const lb_fmath lb__fmath_ref = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref, NULL};
+const lb_fmath lb__fmath_ref = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref, NULL, NULL};
 
 /* The views below read the one kernel dispatch table (kernels/dispatch.c). */
 const lb_fmath *lb_fmath_scalar(void) { return &lb_kernels_scalar()->fmath; }

@@ -47,6 +47,13 @@ typedef struct lb_fmath {
      * NULL where dot64 itself is fast (callers then loop over dot64). */
     void (*dot64_rows)(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
                        float scale, float *out);
+    /* out[g * out_stride + r] = dot64(64, 64, a + r * stride, b + 64 * g) *
+     * scale for r < rows, g < nb <= 8, bit for bit: 64-wide attention keys
+     * against the nb query heads that share them (grouped-query attention),
+     * each key row widened once for all of them.  Optional (NULL: callers
+     * use dot64_rows per head). */
+    void (*dot64_heads)(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
+                        float *out, size_t out_stride);
 } lb_fmath;
 
 /* exp(x) for float: Arm's Optimized Routines vector expf method (round x/ln2

@@ -249,7 +249,9 @@ static void attend_part(void *ctx, int ith, int nth)
         /* the 64-position groups of the GEMV order: the sequence padded to 32 */
         int64_t n_vec = ((int64_t)(n_pos + 31) / 32 * 32) & ~(int64_t)63;
         fm->to_f16((int64_t)group * hd, j->q + ((size_t)t * c->n_head + (size_t)kvh * group) * hd, q16);
-        if (single && fm->dot64_rows)   /* the same bits as the loop below */
+        if (single && fm->dot64_heads && hd == 64 && group <= 8)   /* the same bits as the loops below */
+            fm->dot64_heads(n_pos, k_row(c, j->il, kvh, 0), (size_t)hd, q16, group, scale, sc, (size_t)c->n_ctx);
+        else if (single && fm->dot64_rows)
             for (int g = 0; g < group; g++)
                 fm->dot64_rows(n_pos, hd, hd & ~63, k_row(c, j->il, kvh, 0), (size_t)hd, q16 + (size_t)g * hd, scale,
                                sc + (size_t)g * c->n_ctx);

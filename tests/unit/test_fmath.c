@@ -294,6 +294,53 @@ static void test_dot64_rows_64(void)
     CHECKF(bad == 0, "dot64_rows n=64: %d of %d rows differ from dot64", bad, cases);
 }
 
+/* dot64_heads (64-wide keys against up to 8 query heads), where a set has
+ * it: bit for bit dot64 * scale for every head and row, at row counts
+ * around its groups of 8, 1..8 heads, rows 65 apart, with an inf and a NaN,
+ * and with signed zeros (a -0 product must give dot64's +0), the outputs
+ * strided with a guard after each head's rows. */
+static void test_dot64_heads(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0, guards = 0;
+    static const int row_counts[] = {1, 7, 8, 9, 16, 21};
+    static lb_f16 qs[8 * 64];   /* [head][64] */
+    for (int i = 0; i < ns; i++) {
+        const lb_fmath *s = &sets[i]->fmath;
+        if (!s->dot64_heads)
+            continue;
+        for (int mode = 0; mode < 4; mode++)
+            for (int rc = 0; rc < 6; rc++)
+                for (int nb = 1; nb <= 8; nb++) {
+                    const int rows = row_counts[rc];
+                    const size_t stride = mode == 3 ? 65 : 64, ostride = (size_t)rows + 1;
+                    for (size_t k = 0; k < (size_t)rows * stride; k++)
+                        hm[k] = mode == 2 ? (k / stride % 2 && rng_u64() & 1 ? 0x8000 : 0)
+                                          : lb_f32_to_f16(rng_sym() * 4.0f);
+                    for (int e = 0; e < 64 * nb; e++)
+                        qs[e] = mode == 2 ? 0x8000 : lb_f32_to_f16(rng_sym());
+                    if (mode == 1)
+                        hm[(size_t)(rng_u64() % 64)] = 0x7c00, hm[stride * (size_t)(rows - 1) + 5] = 0x7e01;
+                    float out[8 * 22];
+                    for (size_t k = 0; k < sizeof out / sizeof out[0]; k++)
+                        out[k] = -777.0f;
+                    s->dot64_heads(rows, hm, stride, qs, nb, 0.125f, out, ostride);
+                    for (int g = 0; g < nb; g++) {
+                        guards += out[(size_t)g * ostride + (size_t)rows] != -777.0f;
+                        for (int k = 0; k < rows; k++, cases++) {
+                            float want = r->dot64(64, 64, hm + (size_t)k * stride, qs + 64 * g) * 0.125f;
+                            float got = out[(size_t)g * ostride + (size_t)k];
+                            bad += !(same_bits(want, got) || (isnan(want) && isnan(got)));
+                        }
+                    }
+                }
+    }
+    printf("  %d head-rows compared\n", cases);
+    CHECKF(bad == 0, "dot64_heads: %d of %d results differ from dot64", bad, cases);
+    CHECKF(guards == 0, "dot64_heads wrote past a head's rows %d times", guards);
+}
+
 /* dot64_rows as attention's values call it: rows n_ctx apart, b the
  * probabilities, n past the 64-aligned n_vec (the tail added in double one
  * product at a time), and row counts around the AVX2 variant's groups of 8:
@@ -336,5 +383,6 @@ int main(void)
     RUN(test_simd_equals_ref);
     RUN(test_dot64_rows_64);
     RUN(test_dot64_rows_tails);
+    RUN(test_dot64_heads);
     return check_done();
 }

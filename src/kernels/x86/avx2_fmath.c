@@ -190,6 +190,51 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
         out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
 }
 
+/* Up to 8 query heads against 64-wide keys: each group of eight key rows is
+ * widened once and met by every head, with dot64's products (each against a
+ * zero accumulator, so a -0 product gives +0 as there) and its additions in
+ * its order, and each head's eight reductions side by side as in dot64_x8.
+ * Widening the keys once per head was half the work of decode attention's
+ * key side (its conversions and additions share two pipes on Zen 4). */
+static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
+                        float *out, size_t out_stride)
+{
+    _Alignas(32) float bf[8][64];   /* [head][element] the queries widened */
+    for (int g = 0; g < nb; g++)
+        for (int j = 0; j < 8; j++)
+            _mm256_store_ps(bf[g] + 8 * j, ld16(b + 64 * g + 8 * j));
+    const __m256 zero = _mm256_setzero_ps(), vscale = _mm256_set1_ps(scale);
+    int64_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        __m256 t8[8][8];   /* [head][row] hi + lo of reduce16 */
+        for (int k = 0; k < 8; k++) {
+            const lb_f16 *ar = a + (size_t)(r + k) * stride;
+            __m256 av[8];
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++)
+                av[j] = ld16(ar + 8 * j);
+            for (int g = 0; g < nb; g++) {
+                const float *q = bf[g];
+                __m256 p[8];
+                _Pragma("GCC unroll 8")
+                for (int j = 0; j < 8; j++)
+                    p[j] = _mm256_fmadd_ps(av[j], _mm256_load_ps(q + 8 * j), zero);
+                __m256 lo = _mm256_add_ps(_mm256_add_ps(p[0], p[4]), _mm256_add_ps(p[2], p[6]));
+                __m256 hi = _mm256_add_ps(_mm256_add_ps(p[1], p[5]), _mm256_add_ps(p[3], p[7]));
+                t8[g][k] = _mm256_add_ps(hi, lo);
+            }
+        }
+        for (int g = 0; g < nb; g++) {
+            __m256 t1 = hsum8x8(t8[g]);   /* rows [0, 2, 4, 6 | 1, 3, 5, 7] */
+            t1 = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_ps(out + (size_t)g * out_stride + r, _mm256_mul_ps(t1, vscale));
+        }
+    }
+    for (; r < rows; r++)
+        for (int g = 0; g < nb; g++)
+            out[(size_t)g * out_stride + r] = dot64(64, 64, a + (size_t)r * stride, b + 64 * g) * scale;
+}
+
 /* lb_expf on 8 lanes. */
 static inline __m256 exp8(__m256 x)
 {
@@ -280,6 +325,7 @@ void lb__fmath_register_avx2(lb_fmath *f)
     f->dot16 = dot16;
     f->dot64 = dot64;
     f->dot64_rows = dot64_rows;
+    f->dot64_heads = dot64_heads;
     f->exp_sum = exp_sum;
     f->silu_mul = silu_mul;
     f->to_f16 = to_f16;
