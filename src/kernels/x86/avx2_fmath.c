@@ -127,75 +127,14 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
     return (float)sum;
 }
 
-/* dot64 of eight 64-element rows against b (the attention keys of one
- * 64-wide head against its query): b widened once, and the eight 16-lane
- * reductions done side by side by shuffles that add the same pairs in the
- * same order as reduce16, so each result has dot64's bits.  8-row groups
- * of keys are where decode attention spent most of its time (a call, eight
- * conversions of b and a serial reduction per position). */
-static void dot64_x8(const lb_f16 *a, size_t stride, const __m256 bv[8], float scale, float *out)
-{
-    __m256 t8[8];   /* [row] hi + lo of reduce16 */
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < 8; r++) {
-        const lb_f16 *ar = a + (size_t)r * stride;
-        __m256 acc[8];
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < 8; j++)
-            acc[j] = _mm256_fmadd_ps(ld16(ar + 8 * j), bv[j], _mm256_setzero_ps());
-        __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
-        __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-        t8[r] = _mm256_add_ps(hi, lo);
-    }
-    __m256 t1 = hsum8x8(t8);   /* reduce16's last steps: rows [0, 2, 4, 6 | 1, 3, 5, 7] */
-    t1 = _mm256_permutevar8x32_ps(t1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_ps(out, _mm256_mul_ps(t1, _mm256_set1_ps(scale)));
-}
-
-/* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
- * context past 4096 positions) take dot64 row by row. */
-#define ROWS_MAX_B 4096
-
-static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
-                       float scale, float *out)
-{
-    int64_t r = 0;
-    if (n == 64 && n_vec == 64) {
-        __m256 bv[8];
-        for (int j = 0; j < 8; j++)
-            bv[j] = ld16(b + 8 * j);
-        for (; r + 8 <= rows; r += 8)
-            dot64_x8(a + (size_t)r * stride, stride, bv, scale, out + r);
-    }
-    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
-    if (r < rows && nv64 <= ROWS_MAX_B) {
-        /* attention's values: b (the probabilities) widened once for the 64 value rows */
-        _Alignas(32) float bs[ROWS_MAX_B];
-        int64_t i = 0;
-        for (; i + 8 <= nv; i += 8)
-            _mm256_store_ps(bs + i, ld16(b + i));
-        for (; i < nv64; i++)
-            bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
-        for (; r < rows; r += 8) {
-            const int m = rows - r < 8 ? (int)(rows - r) : 8;
-            double sum[8];
-            for (int k = 0; k < m; k++)
-                sum[k] = dot64_groups(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
-            dot64_tails(m, n, n_vec, a + (size_t)r * stride, stride, b, sum);
-            for (int k = 0; k < m; k++)
-                out[r + k] = (float)sum[k] * scale;
-        }
-    }
-    for (; r < rows; r++)
-        out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
-}
-
 /* Up to 8 query heads against 64-wide keys: each group of eight key rows is
  * widened once and met by every head, with dot64's products (each against a
  * zero accumulator, so a -0 product gives +0 as there) and its additions in
- * its order, and each head's eight reductions side by side as in dot64_x8.
- * Widening the keys once per head was half the work of decode attention's
- * key side (its conversions and additions share two pipes on Zen 4). */
+ * its order, and each head's eight reductions side by side by shuffles that
+ * add the same pairs in the same order as reduce16.  Widening the keys once
+ * per head was half the work of decode attention's key side (its
+ * conversions and additions share two pipes on Zen 4); one head is
+ * dot64_rows on keys. */
 static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
                         float *out, size_t out_stride)
 {
@@ -233,6 +172,41 @@ static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f
     for (; r < rows; r++)
         for (int g = 0; g < nb; g++)
             out[(size_t)g * out_stride + r] = dot64(64, 64, a + (size_t)r * stride, b + 64 * g) * scale;
+}
+
+/* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
+ * context past 4096 positions) take dot64 row by row. */
+#define ROWS_MAX_B 4096
+
+static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                       float scale, float *out)
+{
+    if (n == 64 && n_vec == 64) {   /* attention's keys */
+        dot64_heads(rows, a, stride, b, 1, scale, out, 0);
+        return;
+    }
+    int64_t r = 0;
+    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
+    if (r < rows && nv64 <= ROWS_MAX_B) {
+        /* attention's values: b (the probabilities) widened once for the 64 value rows */
+        _Alignas(32) float bs[ROWS_MAX_B];
+        int64_t i = 0;
+        for (; i + 8 <= nv; i += 8)
+            _mm256_store_ps(bs + i, ld16(b + i));
+        for (; i < nv64; i++)
+            bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
+        for (; r < rows; r += 8) {
+            const int m = rows - r < 8 ? (int)(rows - r) : 8;
+            double sum[8];
+            for (int k = 0; k < m; k++)
+                sum[k] = dot64_groups(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
+            dot64_tails(m, n, n_vec, a + (size_t)r * stride, stride, b, sum);
+            for (int k = 0; k < m; k++)
+                out[r + k] = (float)sum[k] * scale;
+        }
+    }
+    for (; r < rows; r++)
+        out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
 }
 
 /* lb_expf on 8 lanes. */
