@@ -18,7 +18,11 @@
  * by the threads break each one's read of the weights into short strided runs
  * that the hardware prefetcher loses: two threads read hardly faster than one
  * (Q4_0 1.1B: 28 tok/s either way; 44 with 128-row tiles).  So decode tiles
- * are about a quarter of each thread's share, between 16 and 256 rows. */
+ * are half of each thread's share, between 16 and 256 rows: half rather than
+ * a quarter because every call of a gemm8 kernel first rearranges its eight
+ * activation rows, which a short tile does not repay (techdocs-28M Q4_K_M, 8
+ * streams +1.7%, one stream +3%; 16-row tiles -10%), and not the whole
+ * share, so a preempted thread's tile can still be taken by the other. */
 #define DECODE_ROWS 8
 #define DECODE_TILE_MAX 256
 
@@ -151,7 +155,7 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
             g_observer(g_observer_user, w[i].data, w[i].rows, w[i].cols, x, n);
         int64_t tr = TILE_ROWS;
         if (n <= DECODE_ROWS) {
-            tr = w[i].rows / (4 * (nth > 0 ? nth : 1)) / TILE_ROWS * TILE_ROWS;
+            tr = w[i].rows / (2 * (nth > 0 ? nth : 1)) / TILE_ROWS * TILE_ROWS;
             tr = tr < TILE_ROWS ? TILE_ROWS : tr > DECODE_TILE_MAX ? DECODE_TILE_MAX : tr;
         }
         j.tile_rows[i] = tr;
