@@ -141,7 +141,8 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
     return lb_type_row_bytes(q->act_type, cols) * (size_t)n;
 }
 
-static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y, void *scratch)
+static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y, void *scratch,
+                bool converted)
 {
     const lb_kernel_set *k = lb_kernels();
     const lb_quant_traits *q = lb_quant_ref(w[0].type);
@@ -165,9 +166,9 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
         j.act = scratch;
         j.act_row = lb_type_row_bytes(q->act_type, w[0].cols);
         j.quantize = k->quantize[q->act_type];
-        if (n * w[0].cols <= QUANTIZE_INLINE_MAX)
+        if (!converted && n * w[0].cols <= QUANTIZE_INLINE_MAX)
             quantize_rows(&j, 0, 1);
-        else
+        else if (!converted)
             lb_pool_run_claimed(pool, quantize_rows, &j);
     }
     lb_pool_run_claimed(pool, dot_rows, &j);
@@ -175,20 +176,48 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
 
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)
 {
-    run(pool, w, 1, x, n, &y, scratch);
+    run(pool, w, 1, x, n, &y, scratch, false);
 }
 
-void lb_matmul_fused(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
-                     void *scratch)
+/* Whether weights w[0..nw) run as one product reading one activation format. */
+static bool fusable(const lb_matw *w, int nw)
 {
     const lb_quant_traits *q0 = lb_quant_ref(w[0].type);
     bool same = nw <= LB_MATMUL_MAX_FUSED;
     for (int i = 1; same && i < nw; i++)
         same = w[i].cols == w[0].cols && lb_quant_ref(w[i].type)->act_type == q0->act_type;
-    if (same) {
-        run(pool, w, nw, x, n, y, scratch);
+    return same;
+}
+
+bool lb_matmul_input(const lb_matw *w, int nw, lb_matmul_in *in)
+{
+    const lb_quant_traits *q = lb_quant_ref(w[0].type);
+    if (nw < 1 || !fusable(w, nw) || q->act_type == LB_TYPE_F32)
+        return false;
+    in->quantize = lb_kernels()->quantize[q->act_type];
+    in->cols = w[0].cols;
+    in->row_bytes = lb_type_row_bytes(q->act_type, w[0].cols);
+    return true;
+}
+
+void lb_matmul_input_row(const lb_matmul_in *in, const float *x, int64_t t, void *scratch)
+{
+    in->quantize(x, (char *)scratch + (size_t)t * in->row_bytes, in->cols);
+}
+
+void lb_matmul_fused_in(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
+                        void *scratch, bool converted)
+{
+    if (fusable(w, nw)) {
+        run(pool, w, nw, x, n, y, scratch, converted);
         return;
     }
     for (int i = 0; i < nw; i++)
-        run(pool, &w[i], 1, x, n, &y[i], scratch);
+        run(pool, &w[i], 1, x, n, &y[i], scratch, false);
+}
+
+void lb_matmul_fused(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
+                     void *scratch)
+{
+    lb_matmul_fused_in(pool, w, nw, x, n, y, scratch, false);
 }

@@ -5,6 +5,7 @@
 #ifndef LB_KERNELS_MATMUL_H
 #define LB_KERNELS_MATMUL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,27 @@ void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float
 #define LB_MATMUL_MAX_FUSED 4
 void lb_matmul_fused(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
                      void *scratch);
+
+/* The conversion lb_matmul_fused starts with, done row by row by whoever
+ * made the rows: a decode step's norms and SwiGLU run on the pool anyway,
+ * and converting there saves the caller converting all rows alone while the
+ * other threads wait (8 streams: a run of its own, or a serial stretch, per
+ * product).  lb_matmul_input fills in what weights w[0..nw) read; it returns
+ * false when they read floats or differ in format (then there is nothing to
+ * convert ahead: pass converted = false).  lb_matmul_input_row converts x
+ * ([cols] floats) into row t of scratch. */
+typedef struct lb_matmul_in {
+    void (*quantize)(const float *x, void *dst, int64_t cols);
+    int64_t cols;
+    size_t row_bytes;
+} lb_matmul_in;
+bool lb_matmul_input(const lb_matw *w, int nw, lb_matmul_in *in);
+void lb_matmul_input_row(const lb_matmul_in *in, const float *x, int64_t t, void *scratch);
+/* lb_matmul_fused when every row of x went through lb_matmul_input_row into
+ * scratch already (converted = true; x is then still what the observer
+ * sees), or as lb_matmul_fused (false). */
+void lb_matmul_fused_in(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y,
+                        void *scratch, bool converted);
 
 /* A tool hook that sees the float activations of every product: `lowbit
  * imatrix` uses it to gather per-column statistics of each weight's inputs.

@@ -30,6 +30,7 @@ struct lb_forward {
     float theta_scale;   /* ratio of successive RoPE frequencies, base^(-2/n_rot) */
     int *single_idx;   /* [n_batch] multi-sequence batches: the sequences with one row */
     int *single_row;   /* [n_batch] and their rows */
+    int *pos;          /* [n_batch] each row's position */
     void *act;     /* activation scratch for lb_matmul, act_bytes */
     size_t act_bytes;
     void *block;   /* the single allocation all of the above live in */
@@ -69,7 +70,7 @@ size_t lb_forward_bytes(const lb_hparams *hp, int n_batch)
 {
     size_t off[10];
     return layout(hp, n_batch, off) + act_bytes_for(hp, n_batch) + sizeof(lb_forward) +
-           2 * (size_t)n_batch * sizeof(int);
+           3 * (size_t)n_batch * sizeof(int);
 }
 
 lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_err *err)
@@ -85,7 +86,7 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
     f->act_bytes = act_bytes_for(hp, n_batch);
     size_t total = fbytes + f->act_bytes;
     f->block = lb_aligned_alloc(64, total);
-    f->single_idx = calloc(2 * (size_t)n_batch, sizeof(int));
+    f->single_idx = calloc(3 * (size_t)n_batch, sizeof(int));
     if (!f->block || !f->single_idx) {
         lb_aligned_free(f->block);
         free(f->single_idx);
@@ -98,6 +99,7 @@ lb_status lb_forward_new(const lb_model *m, int n_batch, lb_forward **out, lb_er
         *bufs[i] = (float *)(b + off[i]);
     f->act = b + fbytes;
     f->single_row = f->single_idx + n_batch;
+    f->pos = f->single_idx + 2 * (size_t)n_batch;
     f->n_batch = n_batch;
     f->theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     *out = f;
@@ -113,20 +115,28 @@ void lb_forward_free(lb_forward *f)
     free(f);
 }
 
-static void matmul(lb_pool *pool, const lb_weight *w, const float *x, int n, float *y, void *act)
+/* One product of a sub-block: its weights (Q, K, V; gate, up; or one) and
+ * the conversion of its input, when the rows can be converted ahead. */
+typedef struct product {
+    lb_matw w[3];
+    int nw;
+    lb_matmul_in in;
+    bool ahead;   /* in is valid: per_token converts each row */
+} product;
+
+static void product_init(product *p, const lb_weight *const *w, int nw)
 {
-    lb_matw mw = {w->data, w->type, w->rows, w->cols, w->row_bytes};
-    lb_matmul(pool, &mw, x, n, y, act);
+    for (int i = 0; i < nw; i++)
+        p->w[i] = (lb_matw){w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, w[i]->row_bytes};
+    p->nw = nw;
+    p->ahead = lb_matmul_input(p->w, nw, &p->in);
 }
 
-/* Products of several weights with the same input x (Q, K, V; gate, up). */
-static void matmul_fused(lb_pool *pool, const lb_weight *const *w, int nw, const float *x, int n, float *const *y,
-                         void *act)
+/* x's rows were converted ahead iff converted (and then p->ahead holds). */
+static void product_run(lb_pool *pool, const product *p, const float *x, int n, float *const *y, void *act,
+                        bool converted)
 {
-    lb_matw mw[LB_MATMUL_MAX_FUSED];   /* [nw] */
-    for (int i = 0; i < nw; i++)
-        mw[i] = (lb_matw){w[i]->data, w[i]->type, w[i]->rows, w[i]->cols, w[i]->row_bytes};
-    lb_matmul_fused(pool, mw, nw, x, n, y, act);
+    lb_matmul_fused_in(pool, p->w, p->nw, x, n, y, act, converted && p->ahead);
 }
 
 static void add_bias(float *y, const lb_vec *b, int n, int64_t width)
@@ -137,41 +147,95 @@ static void add_bias(float *y, const lb_vec *b, int n, int64_t width)
         lb_add(y + t * width, b->data, width);
 }
 
-/* Per-token elementwise work is split over the pool by token. */
+/* Per-token elementwise work is split over the pool by token, and each row
+ * is also converted for the product that reads it next (lb_matmul_input):
+ * converting all rows on the calling thread kept the others waiting. */
+typedef enum tok_step {
+    TOK_ATTN_NORM,   /* [residual add,] attention norm; at layer 0 the embedding and RoPE angles first */
+    TOK_ROPE,
+    TOK_FFN_NORM,    /* residual add, FFN norm */
+    TOK_SWIGLU,
+    TOK_OUT_NORM,    /* residual add, final norm */
+} tok_step;
+
 typedef struct tok_job {
     lb_forward *f;
     const lb_model *m;
     const lb_layer *L;
+    const int32_t *tokens;   /* [n] for the embedding */
     int n;
-    int which;   /* 0: attention norm, 1: RoPE, 2: ffn norm, 3: swiglu, 4: final norm */
+    tok_step which;
+    bool add;                /* x += proj first (the residual of the sub-block before) */
+    bool embed;              /* TOK_ATTN_NORM of layer 0 */
+    const lb_matmul_in *in;  /* the next product's conversion, or NULL: it converts itself */
     atomic_int next;   /* the next token to take: claimed, so a late thread never holds the step back */
 } tok_job;
+
+/* Row t's embedding and its RoPE angles: pair i's angle is pos * theta_scale^i,
+ * the power taken by repeated multiplication, then scaled (linear RoPE
+ * scaling).  Float rather than double on purpose: it is how llama.cpp
+ * computes them, and the rotated K and Q must round as there (see ops.c). */
+static void embed_row(lb_forward *f, const lb_model *m, int32_t token, int64_t t)
+{
+    const lb_hparams *hp = &m->hp;
+    lb_dequant_fn emb_row = lb_kernels()->dequant[m->tok_embd.type];
+    emb_row((const char *)m->tok_embd.data + (size_t)token * m->tok_embd.row_bytes, f->x + t * hp->n_embd,
+            hp->n_embd);
+    float theta = (float)f->pos[t];
+    float *cs = f->cs + t * hp->n_rot;
+    for (int i = 0; i < hp->n_rot / 2; i++) {
+        float th = hp->rope_scale * theta;
+        cs[2 * i] = cosf(th);
+        cs[2 * i + 1] = sinf(th);
+        theta *= f->theta_scale;
+    }
+}
+
+static void rope_row(lb_forward *f, const lb_hparams *hp, int64_t t)
+{
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    const float *cs = f->cs + t * hp->n_rot;
+    if (hp->rope == LB_ROPE_NORM) {
+        lb_rope_norm(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, cs);
+        lb_rope_norm(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, cs);
+    } else {
+        lb_rope_neox(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, cs);
+        lb_rope_neox(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, cs);
+    }
+}
 
 static void per_token(void *ctx, int ith, int nth)
 {
     tok_job *j = ctx;
     lb_forward *f = j->f;
     const lb_hparams *hp = &j->m->hp;
-    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
-                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
     (void)ith;
     (void)nth;
     for (int64_t t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
+        if (j->add)
+            lb_add(f->x + t * E, f->proj + t * E, E);
+        const float *norm = NULL, *row = NULL;
         switch (j->which) {
-        case 0: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->L->attn_norm.data, E, hp->norm_eps); break;
-        case 1:
-            if (hp->rope == LB_ROPE_NORM) {
-                lb_rope_norm(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
-                lb_rope_norm(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
-            } else {
-                lb_rope_neox(f->q + t * Q, hp->n_head, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
-                lb_rope_neox(f->k + t * KV, hp->n_head_kv, hp->head_dim, hp->n_rot, f->cs + t * hp->n_rot);
-            }
+        case TOK_ATTN_NORM:
+            if (j->embed)
+                embed_row(f, j->m, j->tokens[t], t);
+            norm = j->L->attn_norm.data;
             break;
-        case 2: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->L->ffn_norm.data, E, hp->norm_eps); break;
-        case 3: lb_swiglu(f->gate + t * F, f->up + t * F, F); break;
-        case 4: lb_rmsnorm(f->xn + t * E, f->x + t * E, j->m->out_norm.data, E, hp->norm_eps); break;
+        case TOK_ROPE: rope_row(f, hp, t); break;
+        case TOK_FFN_NORM: norm = j->L->ffn_norm.data; break;
+        case TOK_SWIGLU:
+            lb_swiglu(f->gate + t * F, f->up + t * F, F);
+            row = f->gate + t * F;
+            break;
+        case TOK_OUT_NORM: norm = j->m->out_norm.data; break;
         }
+        if (norm) {
+            lb_rmsnorm(f->xn + t * E, f->x + t * E, norm, E, hp->norm_eps);
+            row = f->xn + t * E;
+        }
+        if (j->in && row)
+            lb_matmul_input_row(j->in, row, t, f->act);
     }
 }
 
@@ -183,9 +247,11 @@ static void per_token(void *ctx, int ith, int nth)
  * ran 5% slower (paired runs, docs/server.md). */
 #define PER_TOKEN_INLINE_MAX 4
 
-static void run_tokens(lb_pool *pool, tok_job *j, int which)
+static void run_tokens(lb_pool *pool, tok_job *j, tok_step which, bool add, const lb_matmul_in *in)
 {
     j->which = which;
+    j->add = add;
+    j->in = in;
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (j->n <= PER_TOKEN_INLINE_MAX)
         per_token(j, 0, 1);
@@ -211,10 +277,10 @@ typedef struct seq_attn_job {
     const int *idx;   /* [n] indices into seq */
     const int *row;   /* [n] their rows */
     int il, n;
-    const float *q;   /* [rows][n_head * head_dim] */
-    const float *k, *v;   /* [rows][n_head_kv * head_dim] the rows' keys and values, stored here */
-    float *out;       /* [rows][n_head * head_dim] */
-    int64_t qw, kvw;  /* n_head * head_dim, n_head_kv * head_dim */
+    lb_forward *f;    /* q, k, v: the rows' queries, keys and values (stored here); att: the outputs */
+    const lb_hparams *hp;
+    bool rope;        /* the rows' RoPE is done here too (a decode step: every row is a sequence) */
+    const lb_matmul_in *in;   /* each output row converted for the output projection, or NULL */
     atomic_int next;  /* the next sequence to take: claimed, so a late thread never holds the step back */
     atomic_int failed;    /* 1 + the first index into idx whose store failed, 0 if none */
     atomic_int status;    /* that store's status */
@@ -225,6 +291,8 @@ typedef struct seq_attn_job {
 static void seq_attend(void *ctx, int ith, int nth)
 {
     seq_attn_job *j = ctx;
+    lb_forward *f = j->f;
+    const int64_t qw = (int64_t)j->hp->n_head * j->hp->head_dim, kvw = (int64_t)j->hp->n_head_kv * j->hp->head_dim;
     (void)ith;
     (void)nth;
     for (;;) {
@@ -233,23 +301,43 @@ static void seq_attend(void *ctx, int ith, int nth)
             break;
         const lb_fwd_seq *sq = &j->seq[j->idx[t]];
         const int64_t row = j->row[t];
-        lb_status st = sq->kv.store(sq->kv.ctx, j->il, sq->pos0, 1, j->k + row * j->kvw, j->v + row * j->kvw);
+        if (j->rope)
+            rope_row(f, j->hp, row);
+        lb_status st = sq->kv.store(sq->kv.ctx, j->il, sq->pos0, 1, f->k + row * kvw, f->v + row * kvw);
         if (st) {
             int none = 0;
             if (atomic_compare_exchange_strong(&j->failed, &none, t + 1))
                 atomic_store(&j->status, (int)st);
             continue;
         }
-        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, j->q + row * j->qw, j->out + row * j->qw, NULL);
+        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, f->q + row * qw, f->att + row * qw, NULL);
+        if (j->in)
+            lb_matmul_input_row(j->in, f->att + row * qw, row, f->act);
     }
+}
+
+/* Finds a batch's single-row sequences (single_idx, single_row) and returns
+ * their count. */
+static int find_singles(lb_forward *f, const rows *r)
+{
+    int n_single = 0;
+    for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n)
+        if (r->seq[i].n == 1) {
+            f->single_idx[n_single] = i;
+            f->single_row[n_single++] = row;
+        }
+    return n_single;
 }
 
 /* Rows x cached positions of a prompt chunk up to which its attention stays
  * on the calling thread in a multi-sequence batch (about 0.1 ms of work). */
 #define SMALL_CHUNK_ATTN 2048
 
+/* n_single: find_singles' count; rope: the RoPE of the single rows is
+ * still to do (and they are all the rows); in: the output projection's
+ * conversion to do per row (with rope). */
 static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const rows *r, lb_pool *pool, int il, int n,
-                                  lb_err *err)
+                                  int n_single, bool rope, const lb_matmul_in *in, lb_err *err)
 {
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     if (!r->seq) {
@@ -259,12 +347,6 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         r->kv->attend(r->kv->ctx, il, r->pos0, n, f->q, f->att, pool);
         return LB_OK;
     }
-    int n_single = 0;
-    for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n)
-        if (r->seq[i].n == 1) {
-            f->single_idx[n_single] = i;
-            f->single_row[n_single++] = row;
-        }
     /* Whole single-row sequences go to the threads, which store them too (seq_attend). */
     const bool spread = n_single >= lb_pool_size(pool);
     for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n) {
@@ -295,7 +377,7 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         }
         return LB_OK;
     }
-    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f->q, f->k, f->v, f->att, Q, KV, 0, 0, 0};
+    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f, hp, rope, in, 0, 0, 0};
     atomic_init(&j.next, 0);
     atomic_init(&j.failed, 0);
     atomic_init(&j.status, 0);
@@ -318,18 +400,10 @@ static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *p
         return lb__errf(err, LB_ERR_INVALID_ARG, "batch of %d tokens (allowed 1..%d)", n, f->n_batch);
     if (n_out < 0 || n_out > n)
         return lb__errf(err, LB_ERR_INVALID_ARG, "n_out %d outside 0..%d", n_out, n);
-    const lb_kernel_set *ks = lb_kernels();
-    lb_dequant_fn emb_row = ks->dequant[m->tok_embd.type];
-    for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
             return lb__errf(err, LB_ERR_RANGE, "token id %d at batch index %d is outside the vocabulary (0..%d)",
                             tokens[t], t, hp->n_vocab - 1);
-        emb_row((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, f->x + t * E, E);
-    }
-    /* RoPE angles in float: pair i's angle is pos * theta_scale^i, the power
-     * taken by repeated multiplication, then scaled (linear RoPE scaling).
-     * Float rather than double on purpose: it is how llama.cpp computes them,
-     * and the rotated K and Q must round as there (see ops.c). */
     for (int t = 0, sq = 0, k = 0; t < n; t++) {
         int pos = r->pos0 + t;
         if (r->seq) {
@@ -339,44 +413,48 @@ static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *p
             }
             pos = r->seq[sq].pos0 + k++;
         }
-        float theta = (float)pos;
-        for (int i = 0; i < hp->n_rot / 2; i++) {
-            float th = hp->rope_scale * theta;
-            f->cs[t * hp->n_rot + 2 * i] = cosf(th);
-            f->cs[t * hp->n_rot + 2 * i + 1] = sinf(th);
-            theta *= f->theta_scale;
-        }
+        f->pos[t] = pos;
     }
 
-    tok_job j = {f, m, NULL, n, 0, 0};
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    /* A decode step of several streams: every row is a sequence of its own,
+     * spread whole over the threads, which then also do each row's RoPE
+     * and the conversion of its attention output (seq_attend). */
+    const int n_single = r->seq ? find_singles(f, r) : 0;
+    const bool decode = r->seq && n_single == r->n_seq && n_single >= lb_pool_size(pool);
+    tok_job j = {f, m, NULL, tokens, n, TOK_ATTN_NORM, false, true, NULL, 0};
     for (int il = 0; il < hp->n_layer; il++) {
         const lb_layer *L = &m->layers[il];
+        const lb_weight *qkv_w[3] = {&L->wq, &L->wk, &L->wv}, *gu_w[2] = {&L->w_gate, &L->w_up};
+        product qkv, wo, gu, down;
+        product_init(&qkv, qkv_w, 3);
+        product_init(&wo, (const lb_weight *[]){&L->wo}, 1);
+        product_init(&gu, gu_w, 2);
+        product_init(&down, (const lb_weight *[]){&L->w_down}, 1);
         j.L = L;
-        run_tokens(pool, &j, 0);
-        const lb_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        /* the residual of the layer before (its FFN) is added here */
+        run_tokens(pool, &j, TOK_ATTN_NORM, il > 0, qkv.ahead ? &qkv.in : NULL);
+        j.embed = false;
         float *const qkv_out[3] = {f->q, f->k, f->v};
-        matmul_fused(pool, qkv, 3, f->xn, n, qkv_out, f->act);
+        product_run(pool, &qkv, f->xn, n, qkv_out, f->act, true);
         add_bias(f->q, &L->bq, n, Q);
         add_bias(f->k, &L->bk, n, KV);
         add_bias(f->v, &L->bv, n, KV);
-        run_tokens(pool, &j, 1);
-        lb_status st = store_and_attend(f, hp, r, pool, il, n, err);
+        if (!decode)
+            run_tokens(pool, &j, TOK_ROPE, false, NULL);
+        lb_status st = store_and_attend(f, hp, r, pool, il, n, n_single, decode, decode && wo.ahead ? &wo.in : NULL, err);
         if (st)
             return st;
-        matmul(pool, &L->wo, f->att, n, f->proj, f->act);
-        lb_add(f->x, f->proj, (int64_t)n * E);
-
-        run_tokens(pool, &j, 2);
-        const lb_weight *gu[2] = {&L->w_gate, &L->w_up};
+        product_run(pool, &wo, f->att, n, &f->proj, f->act, decode);
+        run_tokens(pool, &j, TOK_FFN_NORM, true, gu.ahead ? &gu.in : NULL);
         float *const gu_out[2] = {f->gate, f->up};
-        matmul_fused(pool, gu, 2, f->xn, n, gu_out, f->act);
-        run_tokens(pool, &j, 3);
-        matmul(pool, &L->w_down, f->gate, n, f->proj, f->act);
-        lb_add(f->x, f->proj, (int64_t)n * E);
+        product_run(pool, &gu, f->xn, n, gu_out, f->act, true);
+        run_tokens(pool, &j, TOK_SWIGLU, false, down.ahead ? &down.in : NULL);
+        product_run(pool, &down, f->gate, n, &f->proj, f->act, true);
     }
+    /* the last FFN's residual */
     if (logits && n_out > 0) {
-        run_tokens(pool, &j, 4);
+        run_tokens(pool, &j, TOK_OUT_NORM, true, NULL);
         const float *last = f->xn + (int64_t)(n - n_out) * E;
         if (r->seq && n_out != n) {
             /* The last row of every sequence, gathered: proj is free after the last layer. */
@@ -386,9 +464,11 @@ static lb_status run(lb_forward *f, const lb_model *m, const rows *r, lb_pool *p
             }
             last = f->proj;
         }
-        matmul(pool, &m->output, last, n_out, logits, f->act);
+        product out;
+        product_init(&out, (const lb_weight *[]){&m->output}, 1);
+        product_run(pool, &out, last, n_out, &logits, f->act, false);
     }
-    return LB_OK;
+    return LB_OK;   /* without logits the last residual add is skipped: nothing reads x after the run */
 }
 
 lb_status lb_forward_run(lb_forward *f, const lb_model *m, const lb_kv_ops *kv, lb_pool *pool,
