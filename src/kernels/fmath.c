@@ -94,7 +94,48 @@ static void to_f16_ref(int64_t n, const float *x, lb_f16 *y)
         y[i] = lb_f32_to_f16(x[i]);
 }
 
-const lb_fmath lb__fmath_ref = {"scalar", dot16_ref, dot64_ref, exp_sum_ref, silu_mul_ref, to_f16_ref, NULL, NULL};
+static void rope_norm_ref(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < n_rot / 2; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = fmaf(a, c, -(b * s));
+            v[2 * i + 1] = fmaf(a, s, b * c);
+        }
+    }
+}
+
+static void rope_neox_ref(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+{
+    int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float a = v[i], b = v[i + half];
+            v[i] = fmaf(a, c, -(b * s));
+            v[i + half] = fmaf(a, s, b * c);
+        }
+    }
+}
+
+static void scale_mul_ref(int64_t n, float *out, const float *x, float scale, const float *w)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+static void add_ref(int64_t n, float *y, const float *x)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+const lb_fmath lb__fmath_ref = {"scalar",      dot16_ref,     dot64_ref, exp_sum_ref, silu_mul_ref,  to_f16_ref,
+                                NULL,          NULL,          rope_norm_ref, rope_neox_ref, scale_mul_ref,
+                                add_ref};
 
 /* The views below read the one kernel dispatch table (kernels/dispatch.c). */
 const lb_fmath *lb_fmath_scalar(void) { return &lb_kernels_scalar()->fmath; }

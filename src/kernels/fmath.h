@@ -54,6 +54,18 @@ typedef struct lb_fmath {
      * use dot64_rows per head). */
     void (*dot64_heads)(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
                         float *out, size_t out_stride);
+    /* The transformer block's elementwise steps (model/ops.c says why each
+     * rounds as it does).  RoPE of n_heads heads of head_dim values, the
+     * first n_rot of each rotated, pair i by the angle whose cos and sin are
+     * cs[2i], cs[2i+1]: norm rotates (x[2i], x[2i+1]), neox (x[i],
+     * x[i + n_rot/2]); each result is fma(a, c, -(b*s)) or fma(a, s, b*c)
+     * with the b product rounded first. */
+    void (*rope_norm)(float *x, int n_heads, int head_dim, int n_rot, const float *cs);
+    void (*rope_neox)(float *x, int n_heads, int head_dim, int n_rot, const float *cs);
+    /* out[i] = (x[i] * scale) * w[i], two roundings (RMSNorm's last step). */
+    void (*scale_mul)(int64_t n, float *out, const float *x, float scale, const float *w);
+    /* y[i] += x[i]. */
+    void (*add)(int64_t n, float *y, const float *x);
 } lb_fmath;
 
 /* exp(x) for float: Arm's Optimized Routines vector expf method (round x/ln2

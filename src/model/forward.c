@@ -204,38 +204,39 @@ static void rope_row(lb_forward *f, const lb_hparams *hp, int64_t t)
     }
 }
 
+/* Rows a thread claims at a time in the norm steps: lb_rmsnorm_rows runs
+ * four rows' sums side by side. */
+#define NORM_ROWS 4
+
 static void per_token(void *ctx, int ith, int nth)
 {
     tok_job *j = ctx;
     lb_forward *f = j->f;
     const lb_hparams *hp = &j->m->hp;
     const int64_t E = hp->n_embd, F = hp->n_ff;
+    const float *norm = j->which == TOK_ATTN_NORM  ? j->L->attn_norm.data
+                        : j->which == TOK_FFN_NORM ? j->L->ffn_norm.data
+                        : j->which == TOK_OUT_NORM ? j->m->out_norm.data
+                                                   : NULL;
+    const int unit = norm ? NORM_ROWS : 1;
     (void)ith;
     (void)nth;
-    for (int64_t t; (t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;) {
-        if (j->add)
-            lb_add(f->x + t * E, f->proj + t * E, E);
-        const float *norm = NULL, *row = NULL;
-        switch (j->which) {
-        case TOK_ATTN_NORM:
+    for (int t0; (t0 = atomic_fetch_add_explicit(&j->next, unit, memory_order_relaxed)) < j->n;) {
+        const int t1 = t0 + unit < j->n ? t0 + unit : j->n;
+        for (int64_t t = t0; t < t1; t++) {
             if (j->embed)
                 embed_row(f, j->m, j->tokens[t], t);
-            norm = j->L->attn_norm.data;
-            break;
-        case TOK_ROPE: rope_row(f, hp, t); break;
-        case TOK_FFN_NORM: norm = j->L->ffn_norm.data; break;
-        case TOK_SWIGLU:
-            lb_swiglu(f->gate + t * F, f->up + t * F, F);
-            row = f->gate + t * F;
-            break;
-        case TOK_OUT_NORM: norm = j->m->out_norm.data; break;
+            if (j->add)
+                lb_add(f->x + t * E, f->proj + t * E, E);
+            if (j->which == TOK_ROPE)
+                rope_row(f, hp, t);
+            else if (j->which == TOK_SWIGLU)
+                lb_swiglu(f->gate + t * F, f->up + t * F, F);
         }
-        if (norm) {
-            lb_rmsnorm(f->xn + t * E, f->x + t * E, norm, E, hp->norm_eps);
-            row = f->xn + t * E;
-        }
-        if (j->in && row)
-            lb_matmul_input_row(j->in, row, t, f->act);
+        if (norm)
+            lb_rmsnorm_rows(t1 - t0, f->xn + t0 * E, f->x + t0 * E, E, norm, E, hp->norm_eps);
+        for (int64_t t = t0; j->in && t < t1; t++)
+            lb_matmul_input_row(j->in, norm ? f->xn + t * E : f->gate + t * F, t, f->act);
     }
 }
 

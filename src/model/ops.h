@@ -6,6 +6,8 @@
 
 /* out[i] = x[i] / rms(x) * w[i] over n elements (out may equal x). */
 void lb_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+/* lb_rmsnorm of m rows stride apart (out's rows too), each with the same bits. */
+void lb_rmsnorm_rows(int m, float *out, const float *x, int64_t stride, const float *w, int64_t n, float eps);
 /* Rotates n_heads vectors of head_dim (first n_rot dims) in place;
  * cs: [n_rot/2][2] (cos, sin) for this token's position. */
 void lb_rope_norm(float *x, int n_heads, int head_dim, int n_rot, const float *cs);

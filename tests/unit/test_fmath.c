@@ -12,6 +12,7 @@
 #include "base/fp16.h"
 #include "kernels/fmath.h"
 #include "kernels/kernels.h"
+#include "model/ops.h"
 
 static const int64_t lens[] = {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 255, 257, 1023};
 #define N_LENS (int)(sizeof lens / sizeof lens[0])
@@ -374,6 +375,106 @@ static void test_dot64_rows_tails(void)
     CHECKF(bad == 0, "dot64_rows with tails: %d of %d rows differ from dot64", bad, cases);
 }
 
+/* The elementwise steps (RoPE both ways, RMSNorm's scale_mul, add): every
+ * SIMD set equals the scalar references bit for bit over head sizes and
+ * rotated widths that leave vector tails (n_rot 2..130, also below
+ * head_dim), lengths of lens[], and values from tiny to huge with infinities
+ * and NaN. */
+static float ew_value(int rep)
+{
+    if (rep == 2 && rng_u64() % 61 == 0)
+        return (rng_u64() & 1) ? INFINITY : NAN;
+    return rng_sym() * ldexpf(1.0f, (int)(rng_u64() % 40) - 20);
+}
+
+static void test_elementwise(void)
+{
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), cases = 0, bad = 0;
+    const lb_fmath *r = lb_fmath_scalar();
+    static const int rots[] = {2, 6, 8, 10, 16, 18, 32, 34, 64, 66, 128, 130};
+    static float xa[3 * 160], xb[3 * 160], cs[130];   /* [heads][head_dim], [n_rot/2][2] */
+    for (int si = 0; si < ns; si++) {
+        const lb_fmath *s = &sets[si]->fmath;
+        for (int rep = 0; rep < 3; rep++)
+            for (size_t ri = 0; ri < sizeof rots / sizeof rots[0]; ri++)
+                for (int extra = 0; extra <= 30; extra += 30)
+                    for (int neox = 0; neox < 2; neox++) {
+                        const int n_rot = rots[ri], hd = n_rot + extra, heads = 1 + rep;
+                        for (int i = 0; i < heads * hd; i++)
+                            xa[i] = xb[i] = ew_value(rep);
+                        for (int i = 0; i < n_rot / 2; i++) {
+                            float th = rng_sym() * 1000.0f;
+                            cs[2 * i] = cosf(th);
+                            cs[2 * i + 1] = sinf(th);
+                        }
+                        (neox ? r->rope_neox : r->rope_norm)(xa, heads, hd, n_rot, cs);
+                        (neox ? s->rope_neox : s->rope_norm)(xb, heads, hd, n_rot, cs);
+                        for (int i = 0; i < heads * hd; i++)
+                            bad += !same_bits(xa[i], xb[i]) && !(isnan(xa[i]) && isnan(xb[i]));
+                        cases++;
+                    }
+        for (int rep = 0; rep < 3; rep++)
+            for (int li = 0; li < N_LENS; li++) {
+                int64_t n = lens[li];
+                for (int64_t i = 0; i < n; i++) {
+                    xf[i] = ew_value(rep);
+                    uf[i] = ew_value(rep);
+                    ya[i] = yb[i] = ew_value(rep);
+                }
+                const float scale = ldexpf(1.0f + rng_sym() * 0.5f, (int)(rng_u64() % 20) - 10);
+                r->scale_mul(n, ga, xf, scale, uf);
+                s->scale_mul(n, gb, xf, scale, uf);
+                r->add(n, ya, xf);
+                s->add(n, yb, xf);
+                for (int64_t i = 0; i < n; i++) {
+                    bad += !same_bits(ga[i], gb[i]) && !(isnan(ga[i]) && isnan(gb[i]));
+                    bad += !same_bits(ya[i], yb[i]) && !(isnan(ya[i]) && isnan(yb[i]));
+                }
+                cases += 2;
+            }
+    }
+    printf("  %d cases over %d SIMD sets\n", cases, ns);
+    CHECKF(bad == 0, "elementwise steps: %d values differ from the references", bad);
+}
+
+/* lb_rmsnorm_rows (its sums four rows at a time) against RMSNorm written
+ * out one row at a time: 1..9 rows (groups of four and short last groups),
+ * lengths of lens[], out in place and apart. */
+static void test_rmsnorm_rows(void)
+{
+    enum { ROWS = 9, W = 260 };
+    static float x[ROWS * W], out[ROWS * W], want[ROWS * W], w[W];   /* [rows][W] */
+    int bad = 0, cases = 0;
+    for (int m = 1; m <= ROWS; m++)
+        for (int li = 0; li < N_LENS && lens[li] <= W; li++)
+            for (int inplace = 0; inplace < 2; inplace++) {
+                const int64_t n = lens[li] ? lens[li] : 1;
+                for (int64_t i = 0; i < n; i++)
+                    w[i] = rng_sym() * 2.0f;
+                for (int k = 0; k < m; k++)
+                    for (int64_t i = 0; i < n; i++)
+                        x[k * W + i] = rng_sym() * ldexpf(1.0f, (int)(rng_u64() % 30) - 15);
+                for (int k = 0; k < m; k++) {
+                    double ss = 0;
+                    for (int64_t i = 0; i < n; i++)
+                        ss += (double)(x[k * W + i] * x[k * W + i]);
+                    float mean = (float)(ss / (double)n);
+                    float scale = 1.0f / sqrtf(mean + 1e-5f);
+                    for (int64_t i = 0; i < n; i++)
+                        want[k * W + i] = x[k * W + i] * scale * w[i];
+                }
+                float *o = inplace ? x : out;
+                lb_rmsnorm_rows(m, o, x, W, w, n, 1e-5f);
+                for (int k = 0; k < m; k++)
+                    for (int64_t i = 0; i < n; i++)
+                        bad += !same_bits(want[k * W + i], o[k * W + i]);
+                cases++;
+            }
+    printf("  %d cases\n", cases);
+    CHECKF(bad == 0, "lb_rmsnorm_rows: %d values differ from one row at a time", bad);
+}
+
 int main(void)
 {
     RUN(test_dot_orders);
@@ -384,5 +485,7 @@ int main(void)
     RUN(test_dot64_rows_64);
     RUN(test_dot64_rows_tails);
     RUN(test_dot64_heads);
+    RUN(test_elementwise);
+    RUN(test_rmsnorm_rows);
     return check_done();
 }

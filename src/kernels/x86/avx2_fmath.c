@@ -294,8 +294,78 @@ static void to_f16(int64_t n, const float *x, lb_f16 *y)
         y[i] = lb_f32_to_f16(x[i]);
 }
 
+/* One rotated pair of the references, in scalar FMA instructions. */
+static inline void rot1(float *pa, float *pb, float c, float s)
+{
+    const __m128 a = _mm_set_ss(*pa), b = _mm_set_ss(*pb);
+    *pa = _mm_cvtss_f32(_mm_fmsub_ss(a, _mm_set_ss(c), _mm_mul_ss(b, _mm_set_ss(s))));
+    *pb = _mm_cvtss_f32(_mm_fmadd_ss(a, _mm_set_ss(s), _mm_mul_ss(b, _mm_set_ss(c))));
+}
+
+/* Four interleaved pairs a vector: lane 2i gets a*c - (b*s) by the
+ * subtracting lanes of FMADDSUB, lane 2i+1 a*s + (b*c) by its adding ones,
+ * the fused product a's in both, as in the reference. */
+static void rope_norm(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+{
+    const int np = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        int i = 0;
+        for (; i + 4 <= np; i += 4) {
+            const __m256 xv = _mm256_loadu_ps(v + 2 * i), csv = _mm256_loadu_ps(cs + 2 * i);
+            const __m256 bsc = _mm256_mul_ps(_mm256_movehdup_ps(xv), _mm256_permute_ps(csv, 0xb1));   /* b*s, b*c */
+            _mm256_storeu_ps(v + 2 * i, _mm256_fmaddsub_ps(_mm256_moveldup_ps(xv), csv, bsc));
+        }
+        for (; i < np; i++)
+            rot1(&v[2 * i], &v[2 * i + 1], cs[2 * i], cs[2 * i + 1]);
+    }
+}
+
+static void rope_neox(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+{
+    const int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        int i = 0;
+        for (; i + 8 <= half; i += 8) {
+            const __m256 lo = _mm256_loadu_ps(cs + 2 * i), hi = _mm256_loadu_ps(cs + 2 * i + 8);
+            /* the cosines and the sines of pairs i..i+7 in order */
+            const __m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xd8));
+            const __m256 s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8));
+            const __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+            _mm256_storeu_ps(v + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
+            _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
+        }
+        for (; i < half; i++)
+            rot1(&v[i], &v[i + half], cs[2 * i], cs[2 * i + 1]);
+    }
+}
+
+static void scale_mul(int64_t n, float *out, const float *x, float scale, const float *w)
+{
+    const __m256 sv = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+static void add(int64_t n, float *y, const float *x)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; i++)
+        y[i] += x[i];
+}
+
 void lb__fmath_register_avx2(lb_fmath *f)
 {
+    f->rope_norm = rope_norm;
+    f->rope_neox = rope_neox;
+    f->scale_mul = scale_mul;
+    f->add = add;
     f->dot16 = dot16;
     f->dot64 = dot64;
     f->dot64_rows = dot64_rows;
