@@ -11,14 +11,16 @@
 
 static inline __m256 ld16(const lb_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
-/* The 16-lane reduction of the contract for lanes lo (0-7) and hi (8-15). */
-static inline float reduce16(__m256 lo, __m256 hi)
+/* The 16-lane reduction of the contract after its first step (t8: lanes
+ * hi + lo of 0-7 and 8-15). */
+static inline float reduce8(__m256 t8)
 {
-    __m256 t8 = _mm256_add_ps(hi, lo);
     __m128 t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
     __m128 t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));   /* (0+2), (1+3) */
     return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
 }
+
+static inline float reduce16(__m256 lo, __m256 hi) { return reduce8(_mm256_add_ps(hi, lo)); }
 
 static float dot16(int64_t n, const lb_f16 *a, const lb_f16 *b)
 {
@@ -60,11 +62,12 @@ static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
     return _mm256_cvtph_ps(h);
 }
 
-/* dot64 up to n_vec (its 64-groups and their 16-lane reduction), with b
- * read from bs (b widened, zero from nv to the end of its 64-group) when bs
- * is given: dot64_rows widens b once for many rows. */
-static inline __attribute__((always_inline)) float dot64_groups(int64_t n, int64_t n_vec, const lb_f16 *a,
-                                                                const lb_f16 *b, const float *bs)
+/* dot64 up to n_vec (its 64-groups), up to the 16-lane reduction's first
+ * step: lanes hi + lo, which reduce16 and hsum8x8 finish.  b is read from bs
+ * (b widened, zero from nv to the end of its 64-group) when bs is given:
+ * dot64_rows widens b once for many rows. */
+static inline __attribute__((always_inline)) __m256 dot64_groups8(int64_t n, int64_t n_vec, const lb_f16 *a,
+                                                                  const lb_f16 *b, const float *bs)
 {
     __m256 acc[8];   /* [4 vectors][lo, hi]; the loops over it unrolled, or gcc keeps it in memory */
     _Pragma("GCC unroll 8")
@@ -92,7 +95,13 @@ static inline __attribute__((always_inline)) float dot64_groups(int64_t n, int64
     }
     __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-    return reduce16(lo, hi);
+    return _mm256_add_ps(hi, lo);
+}
+
+static inline __attribute__((always_inline)) float dot64_groups(int64_t n, int64_t n_vec, const lb_f16 *a,
+                                                                const lb_f16 *b, const float *bs)
+{
+    return reduce8(dot64_groups8(n, n_vec, a, b, bs));
 }
 
 /* The tail past n_vec of rows a[k] (k < m <= 8, stride apart), added one
@@ -117,6 +126,61 @@ static inline __attribute__((always_inline)) void dot64_tails(int m, int64_t n, 
         const float bi = lb_f16_to_f32(b[i]);
         for (int k = 0; k < m; k++)
             sum[k] += (double)(lb_f16_to_f32(a[(size_t)k * stride + i]) * bi);
+    }
+}
+
+/* v[j] becomes lane j of every v[k]: an 8 x 8 transpose. */
+static inline void transpose8(__m256 v[8])
+{
+    __m256 t[8], u[8];
+    for (int h = 0; h < 2; h++) {   /* rows 4h .. 4h+3 */
+        t[4 * h] = _mm256_unpacklo_ps(v[4 * h], v[4 * h + 1]);
+        t[4 * h + 1] = _mm256_unpackhi_ps(v[4 * h], v[4 * h + 1]);
+        t[4 * h + 2] = _mm256_unpacklo_ps(v[4 * h + 2], v[4 * h + 3]);
+        t[4 * h + 3] = _mm256_unpackhi_ps(v[4 * h + 2], v[4 * h + 3]);
+        /* u[4h + c]: lane c of the four rows | lane c + 4 */
+        u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        v[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        v[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* dot64_tails for eight rows with the sums as vectors (rows 0-3 in lo,
+ * 4-7 in hi): eight products of each row at a time, transposed so that
+ * each position's eight products are added by two double additions, in the
+ * order of the positions.  The scalar loop did a conversion and an addition
+ * per product, the most expensive part of decode attention's values when
+ * the context is a few positions past a multiple of 64. */
+static inline __attribute__((always_inline)) void dot64_tails8(int64_t n, int64_t n_vec, const lb_f16 *a,
+                                                               size_t stride, const lb_f16 *b, __m256d *lo,
+                                                               __m256d *hi)
+{
+    int64_t i = n_vec;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 bv = ld16(b + i);
+        __m256 p[8];   /* [row], then [position] */
+        _Pragma("GCC unroll 8")
+        for (int k = 0; k < 8; k++)
+            p[k] = _mm256_mul_ps(ld16(a + (size_t)k * stride + i), bv);
+        transpose8(p);
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++) {
+            *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p[j])));
+            *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p[j], 1)));
+        }
+    }
+    for (; i < n; i++) {
+        _Alignas(32) float ak[8];   /* [row] */
+        for (int k = 0; k < 8; k++)
+            ak[k] = lb_f16_to_f32(a[(size_t)k * stride + i]);
+        const __m256 p = _mm256_mul_ps(_mm256_load_ps(ak), _mm256_set1_ps(lb_f16_to_f32(b[i])));
+        *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+        *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
     }
 }
 
@@ -195,6 +259,17 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
             _mm256_store_ps(bs + i, ld16(b + i));
         for (; i < nv64; i++)
             bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
+        /* eight rows: their reductions side by side (as dot64_heads) and their tails as vectors */
+        for (; r + 8 <= rows; r += 8) {
+            __m256 t8[8];   /* [row] */
+            for (int k = 0; k < 8; k++)
+                t8[k] = dot64_groups8(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
+            const __m256 f = _mm256_permutevar8x32_ps(hsum8x8(t8), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+            dot64_tails8(n, n_vec, a + (size_t)r * stride, stride, b, &lo, &hi);
+            const __m256 sum = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+            _mm256_storeu_ps(out + r, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+        }
         for (; r < rows; r += 8) {
             const int m = rows - r < 8 ? (int)(rows - r) : 8;
             double sum[8];
