@@ -55,6 +55,25 @@ function addMessage(role, text) {
   return body;
 }
 
+// The answer being streamed, drawn once per frame: written per token, with the scroll position read back each time,
+// a server at 1,500 tokens a second forced a layout per token over an ever longer text, and the page froze.
+function makeView(out) {
+  let text = '', queued = false;
+  const flush = () => {
+    queued = false;
+    out.textContent = text;
+    ui.log.scrollTop = ui.log.scrollHeight;
+  };
+  return {
+    set(t) {
+      text = t;
+      if (!queued) { queued = true; requestAnimationFrame(flush); }
+    },
+    // The last text now (a hidden tab runs no frames); the generation is over.
+    end(t) { text = t; flush(); },
+  };
+}
+
 async function loadModel() {
   try {
     const r = await fetch('/v1/models', { headers: authHeaders() });
@@ -131,7 +150,7 @@ function openSocket() {
 }
 
 let nextId = 1;
-function generateWS(ws, messages, out, meter) {
+function generateWS(ws, messages, view, meter) {
   const id = `chat-${Date.now().toString(36)}-${nextId++}`;
   return new Promise((resolve) => {
     let text = '';
@@ -139,8 +158,7 @@ function generateWS(ws, messages, out, meter) {
     waiting.set(id, (m) => {
       if (m.type === 'token') {
         text += m.piece ?? '';
-        out.textContent = text;
-        ui.log.scrollTop = ui.log.scrollHeight;
+        view.set(text);
         meter.token();
       } else if (m.type === 'done') {
         meter.final({ tokens: m.usage?.completion_tokens, ttft_ms: m.timings?.ttft_ms, tokens_per_second: m.timings?.tokens_per_second });
@@ -160,7 +178,7 @@ function generateWS(ws, messages, out, meter) {
 
 // ---------------------------------------------------------------- SSE
 
-async function generateSSE(messages, out, meter) {
+async function generateSSE(messages, view, meter) {
   const ctrl = new AbortController();
   let text = '', finish = null, stopped = false;
   current.stop = () => { stopped = true; ctrl.abort(); };
@@ -196,8 +214,7 @@ async function generateSSE(messages, out, meter) {
           const c = j.choices?.[0];
           if (c?.delta?.content) {
             text += c.delta.content;
-            out.textContent = text;
-            ui.log.scrollTop = ui.log.scrollHeight;
+            view.set(text);
             meter.token();
           }
           if (c?.finish_reason) finish = c.finish_reason;
@@ -219,6 +236,7 @@ async function send(prompt) {
   history.push({ role: 'user', content: prompt });
   addMessage('user', prompt);
   const out = addMessage('assistant', '');
+  const view = makeView(out);
   out.parentElement.classList.add('streaming');
   const messages = ui.system.value.trim() ? [{ role: 'system', content: ui.system.value.trim() }, ...history] : [...history];
   current = { stop() {} };
@@ -234,15 +252,16 @@ async function send(prompt) {
   const meter = makeMeter();
   if (ws) {
     setTransport('ws');
-    result = await generateWS(ws, messages, out, meter);
+    result = await generateWS(ws, messages, view, meter);
   } else if (pref === 'ws') {
     setTransport('none', 'WebSocket unavailable');
     result = { text: '', finish: 'error', err: 'WebSocket /v1/ws is not available on this server' };
   } else {
     if (pref === 'auto') wsDown = true;
     setTransport('sse', pref === 'auto' ? 'WebSocket unavailable' : '');
-    result = await generateSSE(messages, out, meter);
+    result = await generateSSE(messages, view, meter);
   }
+  view.end(result.text);
 
   out.parentElement.classList.remove('streaming');
   ui.finish.textContent = result.finish;

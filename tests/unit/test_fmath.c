@@ -12,7 +12,6 @@
 #include "base/fp16.h"
 #include "kernels/fmath.h"
 #include "kernels/kernels.h"
-#include "model/ops.h"
 
 static const int64_t lens[] = {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 255, 257, 1023};
 #define N_LENS (int)(sizeof lens / sizeof lens[0])
@@ -438,43 +437,6 @@ static void test_elementwise(void)
     CHECKF(bad == 0, "elementwise steps: %d values differ from the references", bad);
 }
 
-/* lb_rmsnorm_rows (its sums four rows at a time) against RMSNorm written
- * out one row at a time: 1..9 rows (groups of four and short last groups),
- * lengths of lens[], out in place and apart. */
-static void test_rmsnorm_rows(void)
-{
-    enum { ROWS = 9, W = 260 };
-    static float x[ROWS * W], out[ROWS * W], want[ROWS * W], w[W];   /* [rows][W] */
-    int bad = 0, cases = 0;
-    for (int m = 1; m <= ROWS; m++)
-        for (int li = 0; li < N_LENS && lens[li] <= W; li++)
-            for (int inplace = 0; inplace < 2; inplace++) {
-                const int64_t n = lens[li] ? lens[li] : 1;
-                for (int64_t i = 0; i < n; i++)
-                    w[i] = rng_sym() * 2.0f;
-                for (int k = 0; k < m; k++)
-                    for (int64_t i = 0; i < n; i++)
-                        x[k * W + i] = rng_sym() * ldexpf(1.0f, (int)(rng_u64() % 30) - 15);
-                for (int k = 0; k < m; k++) {
-                    double ss = 0;
-                    for (int64_t i = 0; i < n; i++)
-                        ss += (double)(x[k * W + i] * x[k * W + i]);
-                    float mean = (float)(ss / (double)n);
-                    float scale = 1.0f / sqrtf(mean + 1e-5f);
-                    for (int64_t i = 0; i < n; i++)
-                        want[k * W + i] = x[k * W + i] * scale * w[i];
-                }
-                float *o = inplace ? x : out;
-                lb_rmsnorm_rows(m, o, x, W, w, n, 1e-5f);
-                for (int k = 0; k < m; k++)
-                    for (int64_t i = 0; i < n; i++)
-                        bad += !same_bits(want[k * W + i], o[k * W + i]);
-                cases++;
-            }
-    printf("  %d cases\n", cases);
-    CHECKF(bad == 0, "lb_rmsnorm_rows: %d values differ from one row at a time", bad);
-}
-
 int main(void)
 {
     RUN(test_dot_orders);
@@ -486,6 +448,5 @@ int main(void)
     RUN(test_dot64_rows_tails);
     RUN(test_dot64_heads);
     RUN(test_elementwise);
-    RUN(test_rmsnorm_rows);
     return check_done();
 }

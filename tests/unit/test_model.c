@@ -12,6 +12,7 @@
 #include "check.h"
 #include "format/gguf.h"
 #include "lowbit.h"
+#include "model/ops.h"
 #include "quant/quant.h"
 
 /* ---- the naive reference: every weight dequantized to float, every sum in double */
@@ -407,8 +408,57 @@ static void test_session_cycles(void)
     lb_model_free(m);
 }
 
+static uint64_t rnd_u(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rnd(uint64_t *s) { return (float)((double)(rnd_u(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0); }
+
+/* lb_rmsnorm_rows (its sums four rows at a time) against RMSNorm written
+ * out one row at a time: 1..9 rows (groups of four and short last groups),
+ * lengths of lens[], out in place and apart. */
+static void test_rmsnorm_rows(void)
+{
+    static const int64_t lens[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 255, 257};
+    uint64_t st = 12345;
+    enum { ROWS = 9, W = 260 };
+    static float x[ROWS * W], out[ROWS * W], want[ROWS * W], w[W];   /* [rows][W] */
+    int bad = 0, cases = 0;
+    for (int m = 1; m <= ROWS; m++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+            for (int inplace = 0; inplace < 2; inplace++) {
+                const int64_t n = lens[li];
+                for (int64_t i = 0; i < n; i++)
+                    w[i] = rnd(&st) * 2.0f;
+                for (int k = 0; k < m; k++)
+                    for (int64_t i = 0; i < n; i++)
+                        x[k * W + i] = rnd(&st) * ldexpf(1.0f, (int)(rnd_u(&st) % 30) - 15);
+                for (int k = 0; k < m; k++) {
+                    double ss = 0;
+                    for (int64_t i = 0; i < n; i++)
+                        ss += (double)(x[k * W + i] * x[k * W + i]);
+                    float mean = (float)(ss / (double)n);
+                    float scale = 1.0f / sqrtf(mean + 1e-5f);
+                    for (int64_t i = 0; i < n; i++)
+                        want[k * W + i] = x[k * W + i] * scale * w[i];
+                }
+                float *o = inplace ? x : out;
+                lb_rmsnorm_rows(m, o, x, W, w, n, 1e-5f);
+                for (int k = 0; k < m; k++)
+                    for (int64_t i = 0; i < n; i++)
+                        bad += memcmp(&want[k * W + i], &o[k * W + i], sizeof(float)) != 0;
+                cases++;
+            }
+    printf("  %d cases\n", cases);
+    CHECKF(bad == 0, "lb_rmsnorm_rows: %d values differ from one row at a time", bad);
+}
+
 int main(void)
 {
+    RUN(test_rmsnorm_rows);
     RUN(test_api_errors);
     RUN(test_batch_vs_decode);
     RUN(test_load_memory);
