@@ -460,6 +460,35 @@ static void test_non_finite(void)
     }
 }
 
+/* Top-k first looks for the k best within a margin of the largest logit
+ * (8, then 16, 32, 64), and over everything when fewer than k are there:
+ * the k best must come out either way, ties at the margin's edge included.
+ * 3000 logits: the best at 10, k-1 more within 8 of it, 50 exactly 8 below
+ * (the edge), the rest from 8 to 100 below; top_k from 1 to 300 so that
+ * every margin succeeds for some k and fails for others. */
+static void test_top_k_margins(void)
+{
+    enum { V = 3000 };
+    static float x[V];
+    const int ks[] = {1, 2, 7, 20, 40, 41, 60, 150, 300};
+    for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+        const int k = ks[c];
+        for (int i = 0; i < V; i++)
+            x[i] = (float)(10.0 - 8.0 - urand() * 92.0);   /* from 8 to 100 below the best */
+        for (int j = 0; j < 50; j++)
+            x[(int)(urand() * V)] = 2.0f;              /* exactly 8 below: the first margin's edge */
+        int best = (int)(urand() * V);
+        x[best] = 10.0f;
+        for (int j = 1; j < k && j < 10; j++)          /* a few clearly inside the margin */
+            x[(best + 97 * j) % V] = (float)(10.0 - urand() * 7.9);
+        lb_sampler_params p = plain(4.0f);   /* flat enough that every kept token is drawn now and then */
+        p.top_k = k;
+        char what[64];
+        snprintf(what, sizeof what, "top_k=%d around the margins", k);
+        check_distribution(x, V, p, 60000, 0.01, what);
+    }
+}
+
 int main(void)
 {
     RUN(test_defaults_and_args);
@@ -469,6 +498,7 @@ int main(void)
     RUN(test_top_k_1_is_greedy);
     RUN(test_filters_exclude);
     RUN(test_large_vocab);
+    RUN(test_top_k_margins);
     RUN(test_repeat_penalty);
     RUN(test_non_finite);
     return check_done();
