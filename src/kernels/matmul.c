@@ -6,7 +6,9 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
+#include "base/alloc.h"
 #include "kernels.h"
 
 /* Rows per tile: small enough that a tile of the widest rows (f32, 5632
@@ -22,9 +24,20 @@
  * a quarter because every call of a gemm8 kernel first rearranges its eight
  * activation rows, which a short tile does not repay (techdocs-28M Q4_K_M, 8
  * streams +1.7%, one stream +3%; 16-row tiles -10%), and not the whole
- * share, so a preempted thread's tile can still be taken by the other. */
+ * share, so a preempted thread's tile can still be taken by the other.
+ * Batches of up to 32 rows (a server step: 8 streams plus a prompt chunk)
+ * take them too: with 16-row tiles 16 rows took 5.0 ms, with these 3.7 (two
+ * 8-row steps: 3.9). */
 #define DECODE_ROWS 8
+#define DECODE_TILE_BATCH 32
 #define DECODE_TILE_MAX 256
+
+/* Rows past the last multiple of 8 from which one more 8-row product (gemm8)
+ * beats the 4-row and single-row kernels: techdocs-28M Q4_K_M decode steps of
+ * 5, 6 and 7 rows took 2.13, 2.78 and 3.31 ms against 1.98 ms for 8 (4: 1.55). */
+#define GEMM8_TAIL_MIN 5
+/* Largest padded copy of fewer than 8 activation rows (8 rows of 64 A8_K blocks). */
+#define PAD_MAX_BYTES (8 * 64 * 292)
 
 /* Below this many activation elements the conversion runs on the calling
  * thread: it takes microseconds, less than waking the pool and waiting for
@@ -42,6 +55,7 @@ typedef struct job {
     void *act;            /* [n][act_row] activation rows in act_type */
     size_t act_row;
     lb_quant_fn quantize;
+    const void *pad;      /* NULL, or [8][act_row]: the n < 8 rows, then copies of the last (tail_gemm8) */
     /* Next unclaimed tile, over the weights one after another.  Tiles are
      * claimed, not pre-assigned: on a shared or oversubscribed machine a
      * descheduled thread would otherwise hold its whole band back while the
@@ -70,10 +84,24 @@ static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_s
     lb_vec_dot4_fn dot4 = k->vec_dot4[w->type], dot8 = k->vec_dot8[w->type];
     lb_gemm8_fn gemm8 = k->gemm8[w->type];
     int64_t t = 0;
+    const char *wt = (const char *)w->data + (size_t)r0 * w->row_bytes;
     /* The whole tile against eight activation rows at a time (same bits as dot). */
     for (; gemm8 && t + 8 <= j->n; t += 8)
-        gemm8(w->cols, r1 - r0, y + t * w->rows + r0, w->rows, (const char *)w->data + (size_t)r0 * w->row_bytes,
-              w->row_bytes, (const char *)j->act + (size_t)t * j->act_row, j->act_row);
+        gemm8(w->cols, r1 - r0, y + t * w->rows + r0, w->rows, wt, w->row_bytes,
+              (const char *)j->act + (size_t)t * j->act_row, j->act_row);
+    /* A tail of GEMM8_TAIL_MIN or more rows takes one more 8-row product: the last eight rows again (their
+     * results are the same bits, written twice by this thread), or for fewer than 8 rows in all the padded
+     * copy, through a buffer. */
+    if (gemm8 && j->n - t >= GEMM8_TAIL_MIN && j->n >= 8) {
+        gemm8(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
+              (const char *)j->act + (size_t)(j->n - 8) * j->act_row, j->act_row);
+        t = j->n;
+    } else if (gemm8 && j->n - t >= GEMM8_TAIL_MIN && j->pad && r1 - r0 <= DECODE_TILE_MAX) {
+        float out[8 * DECODE_TILE_MAX];   /* [8][r1 - r0] */
+        gemm8(w->cols, r1 - r0, out, r1 - r0, wt, w->row_bytes, j->pad, j->act_row);
+        for (; t < j->n; t++)
+            memcpy(y + t * w->rows + r0, out + t * (r1 - r0), (size_t)(r1 - r0) * sizeof *out);
+    }
     /* Eight, then four activation rows at a time share each weight block's unpacking (same bits as dot). */
     for (; dot8 && t + 8 <= j->n; t += 8) {
         const void *a = (const char *)j->act + (size_t)t * j->act_row;
@@ -147,7 +175,7 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
     const lb_kernel_set *k = lb_kernels();
     const lb_quant_traits *q = lb_quant_ref(w[0].type);
     job j = {w, y, nw, {0}, {0}, x, n, w[0].cols, (void *)(uintptr_t)x, (size_t)w[0].cols * sizeof(float), NULL,
-             0, 0};
+             NULL, 0, 0};
     atomic_init(&j.next_tile, 0);
     atomic_init(&j.next_act, 0);
     int64_t nth = pool ? lb_pool_size(pool) : 1;
@@ -155,7 +183,7 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
         if (g_observer)
             g_observer(g_observer_user, w[i].data, w[i].rows, w[i].cols, x, n);
         int64_t tr = TILE_ROWS;
-        if (n <= DECODE_ROWS) {
+        if (n <= DECODE_TILE_BATCH) {
             tr = w[i].rows / (2 * (nth > 0 ? nth : 1)) / TILE_ROWS * TILE_ROWS;
             tr = tr < TILE_ROWS ? TILE_ROWS : tr > DECODE_TILE_MAX ? DECODE_TILE_MAX : tr;
         }
@@ -171,7 +199,15 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
         else if (!converted)
             lb_pool_run_claimed(pool, quantize_rows, &j);
     }
+    char *pad = NULL;
+    if (n >= GEMM8_TAIL_MIN && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
+        (pad = lb_aligned_alloc(64, 8 * j.act_row))) {
+        for (int64_t t = 0; t < 8; t++)
+            memcpy(pad + t * j.act_row, (const char *)j.act + (t < n ? t : n - 1) * j.act_row, j.act_row);
+        j.pad = pad;
+    }
     lb_pool_run_claimed(pool, dot_rows, &j);
+    lb_aligned_free(pad);
 }
 
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)

@@ -441,7 +441,7 @@ static void test_matmul_rows_equal_scalar_dot(void)
     const lb_kernel_set *ref = lb_kernels_scalar();
     uint32_t seed = 4242;
     lb_pool *pool = lb_pool_new(2);
-    enum { NMAX = 17 };
+    enum { NMAX = 23 };
     float *x = malloc(NMAX * cols * sizeof *x);   /* [NMAX][cols] */
     for (int64_t i = 0; i < NMAX * cols; i++)
         x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
@@ -459,9 +459,9 @@ static void test_matmul_rows_equal_scalar_dot(void)
         void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, NMAX) + 64);
         char *act = malloc(ab);                                  /* [ab] one activation row */
         float *y = malloc(NMAX * rows * sizeof *y);              /* [NMAX][rows] */
-        const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
+        const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 21, 23};
         int bad = 0;
-        for (int k = 0; k < 11; k++) {
+        for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]); k++) {
             int n = ns[k];
             lb_matmul(pool, &w, x, n, y, scratch);
             for (int tr = 0; tr < n; tr++) {
@@ -505,7 +505,7 @@ static void test_fused_matmul_equals_separate(void)
         wd[i] = d;
         w[i] = (lb_matw){d, types[i], rows[i], cols, rb};
     }
-    enum { NMAX = 17 };
+    enum { NMAX = 23 };
     float *x = malloc(NMAX * cols * sizeof *x);   /* [NMAX][cols] */
     for (int64_t i = 0; i < NMAX * cols; i++)
         x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;

@@ -250,9 +250,11 @@ static void test_k_rows_equal_reference(void)
     }
 }
 
-/* lb_matmul over 1..9, 16 and 17 activation rows of a Q4_0 weight whose
- * row count is not a whole number of tiles: each output is vec_dot's, with
- * and without a pool (threads claim tiles in any order). */
+/* lb_matmul over 1..9, 13..17, 21 and 23 activation rows of a Q4_0 weight
+ * whose row count is not a whole number of tiles: each output is vec_dot's,
+ * with and without a pool (threads claim tiles in any order).  Tails of 5-7
+ * rows take one more 8-row product (padded below 8 rows, the last eight
+ * again above). */
 static void test_matmul_rows_equal_dot(void)
 {
     const lb_kernel_set *k = lb_kernels();
@@ -263,11 +265,11 @@ static void test_matmul_rows_equal_dot(void)
     unsigned char *w = malloc((size_t)rows * wb);   /* [rows][wb] */
     random_rows(w, (size_t)rows * wb);
     lb_matw mw = {w, t, rows, cols, wb};
-    const int64_t ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17};
-    float *x = malloc(17 * (size_t)cols * sizeof *x);   /* [17][cols] */
-    float *y = malloc(17 * (size_t)rows * sizeof *y);   /* [17][rows] */
+    const int64_t ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 21, 23};
+    float *x = malloc(23 * (size_t)cols * sizeof *x);   /* [23][cols] */
+    float *y = malloc(23 * (size_t)rows * sizeof *y);   /* [23][rows] */
     char *act = malloc(ab);                              /* [ab] one activation row */
-    void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, 17));
+    void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, 23));
     lb_pool *pool = lb_pool_new(2);
     CHECK(pool != NULL && scratch != NULL);
     for (int with_pool = 0; with_pool < 2; with_pool++)
