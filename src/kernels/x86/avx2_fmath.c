@@ -377,43 +377,50 @@ static inline void rot1(float *pa, float *pb, float c, float s)
     *pb = _mm_cvtss_f32(_mm_fmadd_ss(a, _mm_set_ss(s), _mm_mul_ss(b, _mm_set_ss(c))));
 }
 
-/* Four interleaved pairs a vector: lane 2i gets a*c - (b*s) by the
- * subtracting lanes of FMADDSUB, lane 2i+1 a*s + (b*c) by its adding ones,
- * the fused product a's in both, as in the reference. */
-static void rope_norm(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+/* One head, four interleaved pairs a vector: lane 2i gets a*c - (b*s) by
+ * the subtracting lanes of FMADDSUB, lane 2i+1 a*s + (b*c) by its adding
+ * ones, the fused product a's in both, as in the reference. */
+static inline void rope_norm_head(float *v, int n_rot, const float *cs)
 {
     const int np = n_rot / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (int64_t)h * head_dim;
-        int i = 0;
-        for (; i + 4 <= np; i += 4) {
-            const __m256 xv = _mm256_loadu_ps(v + 2 * i), csv = _mm256_loadu_ps(cs + 2 * i);
-            const __m256 bsc = _mm256_mul_ps(_mm256_movehdup_ps(xv), _mm256_permute_ps(csv, 0xb1));   /* b*s, b*c */
-            _mm256_storeu_ps(v + 2 * i, _mm256_fmaddsub_ps(_mm256_moveldup_ps(xv), csv, bsc));
-        }
-        for (; i < np; i++)
-            rot1(&v[2 * i], &v[2 * i + 1], cs[2 * i], cs[2 * i + 1]);
+    int i = 0;
+    for (; i + 4 <= np; i += 4) {
+        const __m256 xv = _mm256_loadu_ps(v + 2 * i), csv = _mm256_loadu_ps(cs + 2 * i);
+        const __m256 bsc = _mm256_mul_ps(_mm256_movehdup_ps(xv), _mm256_permute_ps(csv, 0xb1));   /* b*s, b*c */
+        _mm256_storeu_ps(v + 2 * i, _mm256_fmaddsub_ps(_mm256_moveldup_ps(xv), csv, bsc));
     }
+    for (; i < np; i++)
+        rot1(&v[2 * i], &v[2 * i + 1], cs[2 * i], cs[2 * i + 1]);
+}
+
+/* One head, pairs (i, i + n_rot/2) eight at a time. */
+static inline void rope_neox_head(float *v, int n_rot, const float *cs)
+{
+    const int half = n_rot / 2;
+    int i = 0;
+    for (; i + 8 <= half; i += 8) {
+        const __m256 lo = _mm256_loadu_ps(cs + 2 * i), hi = _mm256_loadu_ps(cs + 2 * i + 8);
+        /* the cosines and the sines of pairs i..i+7 in order */
+        const __m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xd8));
+        const __m256 s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8));
+        const __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+        _mm256_storeu_ps(v + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
+        _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
+    }
+    for (; i < half; i++)
+        rot1(&v[i], &v[i + half], cs[2 * i], cs[2 * i + 1]);
+}
+
+static void rope_norm(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
+{
+    for (int h = 0; h < n_heads; h++)
+        rope_norm_head(x + (int64_t)h * head_dim, n_rot, cs);
 }
 
 static void rope_neox(float *x, int n_heads, int head_dim, int n_rot, const float *cs)
 {
-    const int half = n_rot / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (int64_t)h * head_dim;
-        int i = 0;
-        for (; i + 8 <= half; i += 8) {
-            const __m256 lo = _mm256_loadu_ps(cs + 2 * i), hi = _mm256_loadu_ps(cs + 2 * i + 8);
-            /* the cosines and the sines of pairs i..i+7 in order */
-            const __m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xd8));
-            const __m256 s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8));
-            const __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
-            _mm256_storeu_ps(v + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
-            _mm256_storeu_ps(v + i + half, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
-        }
-        for (; i < half; i++)
-            rot1(&v[i], &v[i + half], cs[2 * i], cs[2 * i + 1]);
-    }
+    for (int h = 0; h < n_heads; h++)
+        rope_neox_head(x + (int64_t)h * head_dim, n_rot, cs);
 }
 
 static void scale_mul(int64_t n, float *out, const float *x, float scale, const float *w)
