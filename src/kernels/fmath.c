@@ -134,8 +134,8 @@ static void add_ref(int64_t n, float *y, const float *x)
 }
 
 const lb_fmath lb__fmath_ref = {"scalar",      dot16_ref,     dot64_ref, exp_sum_ref, silu_mul_ref,  to_f16_ref,
-                                NULL,          NULL,          rope_norm_ref, rope_neox_ref, scale_mul_ref,
-                                add_ref};
+                                NULL,          NULL,          NULL,          rope_norm_ref, rope_neox_ref,
+                                scale_mul_ref, add_ref};
 
 /* The views below read the one kernel dispatch table (kernels/dispatch.c). */
 const lb_fmath *lb_fmath_scalar(void) { return &lb_kernels_scalar()->fmath; }

@@ -54,6 +54,13 @@ typedef struct lb_fmath {
      * use dot64_rows per head). */
     void (*dot64_heads)(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
                         float *out, size_t out_stride);
+    /* out[g * out_stride + r] = dot64(n, n_vec, a + r * stride, b + g *
+     * b_stride) for r < rows, g < nb, bit for bit: attention's transposed
+     * values against the probabilities of the nb query heads that share
+     * them, each value row widened once for all heads.  Optional (NULL:
+     * callers use dot64_rows per head). */
+    void (*dot64_values)(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                         size_t b_stride, int nb, float *out, size_t out_stride);
     /* The transformer block's elementwise steps (model/ops.c says why each
      * rounds as it does).  RoPE of n_heads heads of head_dim values, the
      * first n_rot of each rotated, pair i by the angle whose cos and sin are

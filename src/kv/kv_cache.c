@@ -38,7 +38,7 @@ struct lb_kv_cache {
                        * weighted sum over positions is a dot product */
     float *scores;    /* [n_threads][n_head / n_head_kv][n_ctx] */
     lb_f16 *q16;      /* [n_threads][n_head / n_head_kv][head_dim]  the query as f16 */
-    lb_f16 *p16;      /* [n_threads][n_ctx]  probabilities of one head as f16 */
+    lb_f16 *p16;      /* [n_threads][n_head / n_head_kv][n_ctx]  probabilities as f16 */
     /* windowed only: */
     lb_f16 *qs16;     /* [n_threads][n_head / n_head_kv][head_dim]  the query rebased for the sinks, as f16 */
     float *qf;        /* [n_threads][n_head / n_head_kv][head_dim]  the query being rebased */
@@ -61,7 +61,7 @@ static size_t scratch_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
 {
     size_t group = (size_t)(hp->n_head / hp->n_head_kv);
     return (size_t)n_threads * (group * n_ctx * sizeof(float) + group * hp->head_dim * sizeof(lb_f16) +
-                                (size_t)n_ctx * sizeof(lb_f16));
+                                group * n_ctx * sizeof(lb_f16));
 }
 
 size_t lb_kv_cache_bytes(const lb_hparams *hp, int n_ctx, int n_threads)
@@ -99,7 +99,7 @@ lb_status lb_kv_cache_new(const lb_hparams *hp, int n_ctx, int n_threads, lb_kv_
     c->vt = lb_aligned_alloc(64, per);
     c->scores = lb_aligned_alloc(64, (size_t)n_threads * group * n_ctx * sizeof(float));
     c->q16 = lb_aligned_alloc(64, (size_t)n_threads * group * hp->head_dim * sizeof(lb_f16));
-    c->p16 = lb_aligned_alloc(64, (size_t)n_threads * n_ctx * sizeof(lb_f16));
+    c->p16 = lb_aligned_alloc(64, (size_t)n_threads * group * n_ctx * sizeof(lb_f16));
     if (!c->k || !c->vt || !c->scores || !c->q16 || !c->p16) {
         lb_kv_cache_free(c);
         return lb__errf(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of KV cache for %d positions", 2 * per, n_ctx);
@@ -240,7 +240,7 @@ static void attend_part(void *ctx, int ith, int nth)
     const bool single = j->n == 1;
     float *sc = c->scores + (size_t)ith * c->n_ctx * group;   /* [group][n_ctx] */
     lb_f16 *q16 = c->q16 + (size_t)ith * group * hd;          /* [group][hd] */
-    lb_f16 *p16 = c->p16 + (size_t)ith * c->n_ctx;            /* [n_ctx] */
+    lb_f16 *p16 = c->p16 + (size_t)ith * group * c->n_ctx;    /* [group][n_ctx] */
     int64_t b, e;
     lb_split((int64_t)j->n * c->n_head_kv, ith, nth, &b, &e);
     for (int64_t w = b; w < e; w++) {
@@ -264,6 +264,9 @@ static void attend_part(void *ctx, int ith, int nth)
                     sc[(size_t)g * c->n_ctx + p] = s * scale;
                 }
             }
+        /* Each head's probabilities, then the values: of all heads at once where the kernel exists. */
+        const bool shared = single && fm->dot64_values;
+        float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group) * hd;   /* [group][hd] */
         for (int g = 0; g < group; g++) {
             float *s = sc + (size_t)g * c->n_ctx;
             float mx = s[0];
@@ -273,17 +276,23 @@ static void attend_part(void *ctx, int ith, int nth)
             float inv = (float)(1.0 / sum);
             for (int p = 0; p < n_pos; p++)
                 s[p] *= inv;
-            fm->to_f16(n_pos, s, p16);
-            float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
+            lb_f16 *pg = p16 + (shared ? (size_t)g * c->n_ctx : 0);
+            fm->to_f16(n_pos, s, pg);
+            if (shared)
+                continue;
+            float *og = o + (size_t)g * hd;
             if (single && fm->dot64_rows) {   /* the value dimensions are rows n_ctx apart */
-                fm->dot64_rows(hd, n_pos, n_vec, v_row(c, j->il, kvh, 0), (size_t)c->n_ctx, p16, 1.0f, o);
+                fm->dot64_rows(hd, n_pos, n_vec, v_row(c, j->il, kvh, 0), (size_t)c->n_ctx, pg, 1.0f, og);
                 continue;
             }
             for (int d = 0; d < hd; d++) {
                 const lb_f16 *vr = v_row(c, j->il, kvh, d);
-                o[d] = single ? fm->dot64(n_pos, n_vec, vr, p16) : fm->dot16(n_pos, vr, p16);
+                og[d] = single ? fm->dot64(n_pos, n_vec, vr, pg) : fm->dot16(n_pos, vr, pg);
             }
         }
+        if (shared)
+            fm->dot64_values(hd, n_pos, n_vec, v_row(c, j->il, kvh, 0), (size_t)c->n_ctx, p16, (size_t)c->n_ctx,
+                             group, o, (size_t)hd);
     }
 }
 
@@ -360,7 +369,7 @@ static void w_attend_part(void *ctx, int ith, int nth)
     lb_f16 *q16 = c->q16 + (size_t)ith * group * hd;          /* [group][hd] */
     lb_f16 *qs16 = c->qs16 + (size_t)ith * group * hd;        /* [group][hd] */
     float *qf = c->qf + (size_t)ith * group * hd;             /* [group][hd] */
-    lb_f16 *p16 = c->p16 + (size_t)ith * c->n_ctx;            /* [n_ctx] by visible index */
+    lb_f16 *p16 = c->p16 + (size_t)ith * group * c->n_ctx;    /* [n_ctx] by visible index */
     int64_t b, e;
     lb_split((int64_t)j->n * c->n_head_kv, ith, nth, &b, &e);
     for (int64_t w = b; w < e; w++) {

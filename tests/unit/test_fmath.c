@@ -350,21 +350,21 @@ static void test_dot64_rows_tails(void)
     const lb_fmath *r = lb_fmath_scalar();
     const lb_fmath *with[4];
     int ns = dot64_rows_sets(with), bad = 0, cases = 0;
-    static const int row_counts[] = {1, 7, 8, 9, 17};
-    static const int64_t shapes[][2] = {{150, 128}, {64, 64}, {100, 128}, {71, 64}, {200, 192}, {127, 64}};
+    static const int row_counts[] = {1, 7, 8, 9, 17, 64, 75};
+    static const int64_t shapes[][2] = {{150, 128}, {64, 64}, {100, 128}, {71, 64}, {200, 192}, {127, 64}, {20, 0}};
     enum { STRIDE = 211 };
-    static lb_f16 rows_v[17 * STRIDE];
+    static lb_f16 rows_v[75 * STRIDE];
     for (int i = 0; i < ns; i++) {
         const lb_fmath *s = with[i];
-        for (int li = 0; li < 6; li++)
-            for (int rc = 0; rc < 5; rc++) {
+        for (int li = 0; li < 7; li++)
+            for (int rc = 0; rc < 7; rc++) {
                 const int64_t n = shapes[li][0], nv = shapes[li][1];
                 const int rows = row_counts[rc];
                 for (size_t k = 0; k < (size_t)rows * STRIDE; k++)
                     rows_v[k] = lb_f32_to_f16(rng_sym() * 4.0f);
                 for (int64_t e = 0; e < n; e++)
                     hb[e] = lb_f32_to_f16(rng_sym() * (float)(1 + (rng_u64() % 1000)) * 1e-3f);
-                float out[17];
+                float out[75];
                 s->dot64_rows(rows, n, nv, rows_v, STRIDE, hb, 0.5f, out);
                 for (int k = 0; k < rows; k++, cases++)
                     bad += !same_bits(r->dot64(n, nv, rows_v + (size_t)k * STRIDE, hb) * 0.5f, out[k]);
@@ -372,6 +372,66 @@ static void test_dot64_rows_tails(void)
     }
     printf("  %d rows compared\n", cases);
     CHECKF(bad == 0, "dot64_rows with tails: %d of %d rows differ from dot64", bad, cases);
+}
+
+/* dot64_values, where a set has it: attention's values for 1..8 query
+ * heads at once, bit for bit dot64 of every head and row, over contexts
+ * whose n_vec is the attention's (the sequence padded to 32, whole
+ * 64-groups: all tail below 32 positions, partial groups, tails after
+ * whole groups), row counts around groups of 8 and past 64, rows n_ctx
+ * apart, an infinity and a NaN, signed zeros (every product -0), a context
+ * too long for the stack copy (the per-head fallback), and a guard after
+ * each head's outputs. */
+static void test_dot64_values(void)
+{
+    const lb_fmath *r = lb_fmath_scalar();
+    const lb_kernel_set *sets[4];
+    int ns = lb_kernels_variants(sets, 4), bad = 0, cases = 0, guards = 0;
+    static const int row_counts[] = {8, 13, 64, 72};
+    static const int64_t lens_v[] = {1, 7, 20, 31, 32, 40, 63, 64, 65, 80, 95, 96, 100, 128, 140, 161, 300, 1100};
+    enum { STRIDE = 1109, HEADS = 8, ROWS = 72 };
+    static lb_f16 vals[ROWS * STRIDE], probs[HEADS * STRIDE];
+    static float out[HEADS * (ROWS + 1)];
+    for (int i = 0; i < ns; i++) {
+        const lb_fmath *s = &sets[i]->fmath;
+        if (!s->dot64_values)
+            continue;
+        for (size_t li = 0; li < sizeof lens_v / sizeof lens_v[0]; li++)
+            for (int rc = 0; rc < 4; rc++)
+                for (int nb = 1; nb <= HEADS; nb++) {
+                    const int64_t n = lens_v[li], nv = ((n + 31) / 32 * 32) & ~(int64_t)63;
+                    const int rows = row_counts[rc], mode = (int)((li + (size_t)rc + (size_t)nb) % 4);
+                    if (n == 1100 && nb < 8 && rc != 0)
+                        continue;   /* the fallback once per row count is enough */
+                    /* mode 2: probabilities all -0, values +0 or zeros of either sign (every product -0) */
+                    for (int k = 0; k < rows; k++)
+                        for (int64_t e = 0; e < n; e++)
+                            vals[(size_t)k * STRIDE + (size_t)e] =
+                                mode == 2 ? (k % 2 && rng_u64() & 1 ? 0x8000 : 0) : lb_f32_to_f16(rng_sym() * 4.0f);
+                    for (int g = 0; g < nb; g++)
+                        for (int64_t e = 0; e < n; e++)
+                            probs[(size_t)g * STRIDE + (size_t)e] =
+                                mode == 2 ? 0x8000 : lb_f32_to_f16(rng_sym() * (float)(1 + rng_u64() % 1000) * 1e-3f);
+                    if (mode == 1)   /* an infinity in row 0 and a NaN in the last row */
+                        vals[rng_u64() % (uint64_t)n] = 0x7c00,
+                        vals[(size_t)(rows - 1) * STRIDE + rng_u64() % (uint64_t)n] = 0x7e01;
+                    const size_t ostride = (size_t)rows + 1;
+                    for (size_t k = 0; k < (size_t)nb * ostride; k++)
+                        out[k] = -777.0f;
+                    s->dot64_values(rows, n, nv, vals, STRIDE, probs, STRIDE, nb, out, ostride);
+                    for (int g = 0; g < nb; g++) {
+                        guards += out[(size_t)g * ostride + (size_t)rows] != -777.0f;
+                        for (int k = 0; k < rows; k++, cases++) {
+                            float want = r->dot64(n, nv, vals + (size_t)k * STRIDE, probs + (size_t)g * STRIDE);
+                            float got = out[(size_t)g * ostride + (size_t)k];
+                            bad += !(same_bits(want, got) || (isnan(want) && isnan(got)));
+                        }
+                    }
+                }
+    }
+    printf("  %d head-rows compared\n", cases);
+    CHECKF(bad == 0, "dot64_values: %d of %d results differ from dot64", bad, cases);
+    CHECKF(guards == 0, "dot64_values wrote past a head's rows %d times", guards);
 }
 
 /* The elementwise steps (RoPE both ways, RMSNorm's scale_mul, add): every
@@ -447,6 +507,7 @@ int main(void)
     RUN(test_dot64_rows_64);
     RUN(test_dot64_rows_tails);
     RUN(test_dot64_heads);
+    RUN(test_dot64_values);
     RUN(test_elementwise);
     return check_done();
 }

@@ -62,12 +62,28 @@ static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
     return _mm256_cvtph_ps(h);
 }
 
+/* Masks that load the first r elements of a partial 64-group's vector j
+ * (r = nv - 8j) and zero the rest, without reading past them: pm[2j] the
+ * pairs for a masked load, pm[2j + 1] the words to keep (an odd last one
+ * comes in with its pair and is kept, the element after it cleared).  Made
+ * once per dot64_rows call: ld16_part decided that per row and vector. */
+static void part_masks(int64_t r0, __m128i pm[16])
+{
+    for (int j = 0; j < 8; j++) {
+        const int r = (int)(r0 - 8 * j < 0 ? 0 : r0 - 8 * j > 8 ? 8 : r0 - 8 * j);
+        pm[2 * j] = _mm_cmpgt_epi32(_mm_set1_epi32((r + 1) / 2), _mm_setr_epi32(0, 1, 2, 3));
+        pm[2 * j + 1] = _mm_cmpgt_epi16(_mm_set1_epi16((short)r), _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+}
+
 /* dot64 up to n_vec (its 64-groups), up to the 16-lane reduction's first
  * step: lanes hi + lo, which reduce16 and hsum8x8 finish.  b is read from bs
  * (b widened, zero from nv to the end of its 64-group) when bs is given:
- * dot64_rows widens b once for many rows. */
+ * dot64_rows widens b once for many rows; then pm (part_masks of the
+ * partial group, if any) loads a's partial group. */
 static inline __attribute__((always_inline)) __m256 dot64_groups8(int64_t n, int64_t n_vec, const lb_f16 *a,
-                                                                  const lb_f16 *b, const float *bs)
+                                                                  const lb_f16 *b, const float *bs,
+                                                                  const __m128i *pm)
 {
     __m256 acc[8];   /* [4 vectors][lo, hi]; the loops over it unrolled, or gcc keeps it in memory */
     _Pragma("GCC unroll 8")
@@ -90,7 +106,10 @@ static inline __attribute__((always_inline)) __m256 dot64_groups8(int64_t n, int
         for (int j = 0; j < 8; j++) {
             int64_t r = nv - (i + 8 * j);
             __m256 bj = bs ? _mm256_loadu_ps(bs + i + 8 * j) : ld16_part(b + i + 8 * j, r);
-            acc[j] = _mm256_fmadd_ps(ld16_part(a + i + 8 * j, r), bj, acc[j]);
+            __m256 aj = pm ? _mm256_cvtph_ps(_mm_and_si128(
+                                 _mm_maskload_epi32((const int *)(const void *)(a + i + 8 * j), pm[2 * j]), pm[2 * j + 1]))
+                           : ld16_part(a + i + 8 * j, r);
+            acc[j] = _mm256_fmadd_ps(aj, bj, acc[j]);
         }
     }
     __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
@@ -99,9 +118,9 @@ static inline __attribute__((always_inline)) __m256 dot64_groups8(int64_t n, int
 }
 
 static inline __attribute__((always_inline)) float dot64_groups(int64_t n, int64_t n_vec, const lb_f16 *a,
-                                                                const lb_f16 *b, const float *bs)
+                                                                const lb_f16 *b, const float *bs, const __m128i *pm)
 {
-    return reduce8(dot64_groups8(n, n_vec, a, b, bs));
+    return reduce8(dot64_groups8(n, n_vec, a, b, bs, pm));
 }
 
 /* The tail past n_vec of rows a[k] (k < m <= 8, stride apart), added one
@@ -150,43 +169,48 @@ static inline void transpose8(__m256 v[8])
     }
 }
 
-/* dot64_tails for eight rows with the sums as vectors (rows 0-3 in lo,
- * 4-7 in hi): eight products of each row at a time, transposed so that
- * each position's eight products are added by two double additions, in the
- * order of the positions.  The scalar loop did a conversion and an addition
- * per product, the most expensive part of decode attention's values when
- * the context is a few positions past a multiple of 64. */
-static inline __attribute__((always_inline)) void dot64_tails8(int64_t n, int64_t n_vec, const lb_f16 *a,
+/* dot64_tails for ng groups of eight rows (group g: rows 8g .. 8g+7) with
+ * the sums as vectors (group g's rows 0-3 in lo[g], 4-7 in hi[g]): eight
+ * products of each row at a time, transposed so that each position's eight
+ * products are added by two double additions, in the order of the
+ * positions.  The groups' chains of additions are independent, so the
+ * groups go side by side (one group's chain is latency-bound, 4 cycles an
+ * addition), and the last positions (fewer than 8) are loaded as a
+ * zero-padded block whose padded positions are never added: converted one
+ * by one in software, those were most of decode attention's value work when
+ * the context is a few positions past a multiple of 32 (7.3 us per layer at
+ * 20 positions against 3.9 at 64). */
+static inline __attribute__((always_inline)) void dot64_tails8(int ng, int64_t n, int64_t n_vec, const lb_f16 *a,
                                                                size_t stride, const lb_f16 *b, __m256d *lo,
                                                                __m256d *hi)
 {
-    int64_t i = n_vec;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 bv = ld16(b + i);
-        __m256 p[8];   /* [row], then [position] */
-        _Pragma("GCC unroll 8")
-        for (int k = 0; k < 8; k++)
-            p[k] = _mm256_mul_ps(ld16(a + (size_t)k * stride + i), bv);
-        transpose8(p);
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < 8; j++) {
-            *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p[j])));
-            *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p[j], 1)));
+    for (int64_t i = n_vec; i < n; i += 8) {
+        const int64_t m = n - i;   /* positions left; >= 8: a whole block */
+        const __m256 bv = ld16_part(b + i, m);
+        for (int g = 0; g < ng; g++) {
+            const lb_f16 *ag = a + (size_t)(8 * g) * stride + i;
+            __m256 p[8];   /* [row], then [position] */
+            _Pragma("GCC unroll 8")
+            for (int k = 0; k < 8; k++)
+                p[k] = _mm256_mul_ps(ld16_part(ag + (size_t)k * stride, m), bv);
+            transpose8(p);
+            __m256d l = lo[g], h = hi[g];
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < 8; j++) {
+                if (j >= m)
+                    break;
+                l = _mm256_add_pd(l, _mm256_cvtps_pd(_mm256_castps256_ps128(p[j])));
+                h = _mm256_add_pd(h, _mm256_cvtps_pd(_mm256_extractf128_ps(p[j], 1)));
+            }
+            lo[g] = l;
+            hi[g] = h;
         }
-    }
-    for (; i < n; i++) {
-        _Alignas(32) float ak[8];   /* [row] */
-        for (int k = 0; k < 8; k++)
-            ak[k] = lb_f16_to_f32(a[(size_t)k * stride + i]);
-        const __m256 p = _mm256_mul_ps(_mm256_load_ps(ak), _mm256_set1_ps(lb_f16_to_f32(b[i])));
-        *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-        *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
     }
 }
 
 static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
 {
-    double sum = dot64_groups(n, n_vec, a, b, NULL);
+    double sum = dot64_groups(n, n_vec, a, b, NULL, NULL);
     dot64_tails(1, n, n_vec, a, 0, b, &sum);
     return (float)sum;
 }
@@ -259,22 +283,33 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
             _mm256_store_ps(bs + i, ld16(b + i));
         for (; i < nv64; i++)
             bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
-        /* eight rows: their reductions side by side (as dot64_heads) and their tails as vectors */
-        for (; r + 8 <= rows; r += 8) {
-            __m256 t8[8];   /* [row] */
-            for (int k = 0; k < 8; k++)
-                t8[k] = dot64_groups8(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
-            const __m256 f = _mm256_permutevar8x32_ps(hsum8x8(t8), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
-            dot64_tails8(n, n_vec, a + (size_t)r * stride, stride, b, &lo, &hi);
-            const __m256 sum = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-            _mm256_storeu_ps(out + r, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+        __m128i pm_[16];
+        const __m128i *pm = nv & 63 ? (part_masks(nv & 63, pm_), pm_) : NULL;
+        /* up to eight groups of eight rows: each group's reductions side by side (as dot64_heads),
+         * the groups' tails as vectors, side by side */
+        while (r + 8 <= rows) {
+            const int ng = rows - r >= 64 ? 8 : (int)((rows - r) / 8);
+            __m256d lo[8], hi[8];   /* [group] rows 0-3, 4-7 */
+            for (int g = 0; g < ng; g++) {
+                __m256 t8[8];   /* [row] */
+                for (int k = 0; k < 8; k++)
+                    t8[k] = dot64_groups8(n, n_vec, a + (size_t)(r + 8 * g + k) * stride, b, bs, pm);
+                const __m256 f =
+                    _mm256_permutevar8x32_ps(hsum8x8(t8), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                lo[g] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+                hi[g] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+            }
+            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b, lo, hi);
+            for (int g = 0; g < ng; g++, r += 8) {
+                const __m256 sum = _mm256_set_m128(_mm256_cvtpd_ps(hi[g]), _mm256_cvtpd_ps(lo[g]));
+                _mm256_storeu_ps(out + r, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+            }
         }
         for (; r < rows; r += 8) {
             const int m = rows - r < 8 ? (int)(rows - r) : 8;
             double sum[8];
             for (int k = 0; k < m; k++)
-                sum[k] = dot64_groups(n, n_vec, a + (size_t)(r + k) * stride, b, bs);
+                sum[k] = dot64_groups(n, n_vec, a + (size_t)(r + k) * stride, b, bs, pm);
             dot64_tails(m, n, n_vec, a + (size_t)r * stride, stride, b, sum);
             for (int k = 0; k < m; k++)
                 out[r + k] = (float)sum[k] * scale;
@@ -282,6 +317,128 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
     }
     for (; r < rows; r++)
         out[r] = dot64(n, n_vec, a + (size_t)r * stride, b) * scale;
+}
+
+/* Most widened probabilities dot64_values keeps on the stack (32 KiB):
+ * 4 heads up to 2048 positions; more take dot64_rows head by head. */
+#define VALUES_MAX_B 8192
+
+/* dot64_values' 64-group products of eight value rows (a, stride apart)
+ * against nb widened probability vectors (bs, bs_stride apart), each row
+ * widened once for all of them: t8[h][k] gets what dot64_groups8 gives for
+ * row k and head h.  The lanes are summed one vector j at a time over the
+ * groups, in the groups' order as there, so only the loop order differs. */
+static inline __attribute__((always_inline)) void values_groups8(const int nb, int64_t nv, const lb_f16 *a,
+                                                                 size_t stride, const float *bs, int64_t bs_stride,
+                                                                 const __m128i *pm, __m256 (*t8)[8])
+{
+    for (int k = 0; k < 8; k++) {
+        const lb_f16 *ar = a + (size_t)k * stride;
+        __m256 part[8][8];   /* [head][vector j] */
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < 8; j++) {
+            __m256 acc[8];   /* [head] */
+            _Pragma("GCC unroll 8")
+            for (int h = 0; h < nb; h++)
+                acc[h] = _mm256_setzero_ps();
+            int64_t i = 0;
+            for (; i + 64 <= nv; i += 64) {
+                const __m256 av = ld16(ar + i + 8 * j);
+                _Pragma("GCC unroll 8")
+            for (int h = 0; h < nb; h++)
+                    acc[h] = _mm256_fmadd_ps(av, _mm256_load_ps(bs + h * bs_stride + i + 8 * j), acc[h]);
+            }
+            if (i < nv) {
+                const __m256 av = _mm256_cvtph_ps(
+                    _mm_and_si128(_mm_maskload_epi32((const int *)(const void *)(ar + i + 8 * j), pm[2 * j]),
+                                  pm[2 * j + 1]));
+                _Pragma("GCC unroll 8")
+            for (int h = 0; h < nb; h++)
+                    acc[h] = _mm256_fmadd_ps(av, _mm256_load_ps(bs + h * bs_stride + i + 8 * j), acc[h]);
+            }
+            _Pragma("GCC unroll 8")
+            for (int h = 0; h < nb; h++)
+                part[h][j] = acc[h];
+        }
+        _Pragma("GCC unroll 8")
+        for (int h = 0; h < nb; h++) {
+            const __m256 *q = part[h];
+            __m256 lo = _mm256_add_ps(_mm256_add_ps(q[0], q[4]), _mm256_add_ps(q[2], q[6]));
+            __m256 hi = _mm256_add_ps(_mm256_add_ps(q[1], q[5]), _mm256_add_ps(q[3], q[7]));
+            t8[h][k] = _mm256_add_ps(hi, lo);
+        }
+    }
+}
+
+/* dot64_values with the head count a constant, so the heads' accumulators
+ * stay in registers; rows a multiple of 8, nb * bs_stride <= VALUES_MAX_B. */
+static inline __attribute__((always_inline)) void values_nb(const int nb, int64_t rows, int64_t n, int64_t n_vec,
+                                                            const lb_f16 *a, size_t stride, const lb_f16 *b,
+                                                            size_t b_stride, float *out, size_t out_stride)
+{
+    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
+    _Alignas(32) float bs[VALUES_MAX_B];   /* [head][nv64] the probabilities widened, zero past nv */
+    for (int h = 0; h < nb; h++) {
+        const lb_f16 *bh = b + (size_t)h * b_stride;
+        float *d = bs + h * nv64;
+        int64_t i = 0;
+        for (; i + 8 <= nv; i += 8)
+            _mm256_store_ps(d + i, ld16(bh + i));
+        for (; i < nv64; i++)
+            d[i] = i < nv ? lb_f16_to_f32(bh[i]) : 0.0f;
+    }
+    __m128i pm[16];
+    part_masks(nv & 63, pm);
+    for (int64_t r = 0; r < rows;) {
+        const int ng = rows - r >= 64 ? 8 : (int)((rows - r) / 8);
+        __m256d lo[8][8], hi[8][8];   /* [head][group] rows 0-3, 4-7 of the group */
+        for (int g = 0; g < ng; g++) {
+            __m256 t8[8][8];   /* [head][row] */
+            values_groups8(nb, nv, a + (size_t)(r + 8 * g) * stride, stride, bs, nv64, pm, t8);
+            for (int h = 0; h < nb; h++) {
+                const __m256 f =
+                    _mm256_permutevar8x32_ps(hsum8x8(t8[h]), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                lo[h][g] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+                hi[h][g] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+            }
+        }
+        for (int h = 0; h < nb; h++) {
+            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b + (size_t)h * b_stride, lo[h], hi[h]);
+            for (int g = 0; g < ng; g++)
+                _mm256_storeu_ps(out + (size_t)h * out_stride + r + 8 * g,
+                                 _mm256_set_m128(_mm256_cvtpd_ps(hi[h][g]), _mm256_cvtpd_ps(lo[h][g])));
+        }
+        r += 8 * ng;
+    }
+}
+
+/* Attention's values against the probabilities of the nb query heads that
+ * share them: each value row is widened once for all heads (the
+ * conversions, one a cycle on Zen 4, bounded the per-head pass), and the
+ * heads' double tails run side by side. */
+static void dot64_values(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
+                         size_t b_stride, int nb, float *out, size_t out_stride)
+{
+    const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
+    const int64_t r8 = rows & ~(int64_t)7;
+    if (nb < 1 || nb > 8 || nv64 * nb > VALUES_MAX_B) {
+        for (int h = 0; h < nb; h++)
+            dot64_rows(rows, n, n_vec, a, stride, b + (size_t)h * b_stride, 1.0f, out + (size_t)h * out_stride);
+        return;
+    }
+    switch (nb) {
+    case 1: values_nb(1, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 2: values_nb(2, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 3: values_nb(3, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 4: values_nb(4, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 5: values_nb(5, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 6: values_nb(6, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    case 7: values_nb(7, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    default: values_nb(8, r8, n, n_vec, a, stride, b, b_stride, out, out_stride); break;
+    }
+    for (int64_t r = r8; r < rows; r++)
+        for (int h = 0; h < nb; h++)
+            out[(size_t)h * out_stride + r] = dot64(n, n_vec, a + (size_t)r * stride, b + (size_t)h * b_stride);
 }
 
 /* lb_expf on 8 lanes. */
@@ -452,6 +609,7 @@ void lb__fmath_register_avx2(lb_fmath *f)
     f->dot64 = dot64;
     f->dot64_rows = dot64_rows;
     f->dot64_heads = dot64_heads;
+    f->dot64_values = dot64_values;
     f->exp_sum = exp_sum;
     f->silu_mul = silu_mul;
     f->to_f16 = to_f16;
