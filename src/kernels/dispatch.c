@@ -76,6 +76,8 @@ static void build(void)
             lb__kernels_register_avx512_k(&avx512_set);
             lb__kernels_register_avx512_lbq(&avx512_set);
             lb__kernels_register_avx512_gemm(&avx512_set);
+            lb__fmath_register_avx512(&avx512_set.fmath);
+            avx512_set.fmath.isa = "avx512";
             /* LBQV's table lookups, parity and bit transposes need byte
              * permutes, byte popcounts and GF2P8AFFINEQB */
             if (f->avx512vbmi && f->avx512bitalg && f->gfni)

@@ -94,5 +94,7 @@ const lb_fmath *lb_fmath_avx2(void);
 /* The scalar references (the set every SIMD variant must equal bit for bit). */
 extern const lb_fmath lb__fmath_ref;
 void lb__fmath_register_avx2(lb_fmath *f);
+/* The same kernels compiled for AVX-512 VL (32 vector registers; x86/avx512_fmath.c). */
+void lb__fmath_register_avx512(lb_fmath *f);
 
 #endif

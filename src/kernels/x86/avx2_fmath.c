@@ -223,8 +223,8 @@ static float dot64(int64_t n, int64_t n_vec, const lb_f16 *a, const lb_f16 *b)
  * per head was half the work of decode attention's key side (its
  * conversions and additions share two pipes on Zen 4); one head is
  * dot64_rows on keys. */
-static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
-                        float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void heads_nb(const int nb, int64_t rows, const lb_f16 *a, size_t stride,
+                                                           const lb_f16 *b, float scale, float *out, size_t out_stride)
 {
     _Alignas(32) float bf[8][64];   /* [head][element] the queries widened */
     for (int g = 0; g < nb; g++)
@@ -240,6 +240,7 @@ static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f
             _Pragma("GCC unroll 8")
             for (int j = 0; j < 8; j++)
                 av[j] = ld16(ar + 8 * j);
+            _Pragma("GCC unroll 8")
             for (int g = 0; g < nb; g++) {
                 const float *q = bf[g];
                 __m256 p[8];
@@ -260,6 +261,31 @@ static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f
     for (; r < rows; r++)
         for (int g = 0; g < nb; g++)
             out[(size_t)g * out_stride + r] = dot64(64, 64, a + (size_t)r * stride, b + 64 * g) * scale;
+}
+
+/* The head count a constant: with it a variable, the heads' loop kept
+ * copying the widened keys around its multiply-adds and spilled one. */
+static void dot64_heads(int64_t rows, const lb_f16 *a, size_t stride, const lb_f16 *b, int nb, float scale,
+                        float *out, size_t out_stride)
+{
+    switch (nb) {
+    case 1: heads_nb(1, rows, a, stride, b, scale, out, out_stride); break;
+    case 2: heads_nb(2, rows, a, stride, b, scale, out, out_stride); break;
+    case 4: heads_nb(4, rows, a, stride, b, scale, out, out_stride); break;
+    case 8: heads_nb(8, rows, a, stride, b, scale, out, out_stride); break;
+    default:   /* 3, 5, 6, 7: fours, twos, then one */
+        for (int g = 0; g < nb;) {
+            const int m = nb - g >= 4 ? 4 : nb - g >= 2 ? 2 : 1;
+            if (m == 4)
+                heads_nb(4, rows, a, stride, b + 64 * g, scale, out + (size_t)g * out_stride, out_stride);
+            else if (m == 2)
+                heads_nb(2, rows, a, stride, b + 64 * g, scale, out + (size_t)g * out_stride, out_stride);
+            else
+                heads_nb(1, rows, a, stride, b + 64 * g, scale, out + (size_t)g * out_stride, out_stride);
+            g += m;
+        }
+        break;
+    }
 }
 
 /* Longest b that dot64_rows widens on the stack (16 KiB); longer ones (a
@@ -599,7 +625,11 @@ static void add(int64_t n, float *y, const float *x)
         y[i] += x[i];
 }
 
+#if defined(LB_FMATH_AVX512)
+void lb__fmath_register_avx512(lb_fmath *f)
+#else
 void lb__fmath_register_avx2(lb_fmath *f)
+#endif
 {
     f->rope_norm = rope_norm;
     f->rope_neox = rope_neox;
