@@ -83,6 +83,11 @@ typedef struct lb_fmath {
  * gives +inf or +0, NaN gives NaN. */
 float lb_expf(float x);
 
+/* s[0..n) (n >= 1) becomes softmax(s) with fm's kernels: the largest value
+ * subtracted, fm->exp_sum, each value times the float inverse of the sum.
+ * NaN is never taken as the largest unless s[0] is NaN. */
+void lb_softmax(const lb_fmath *fm, int64_t n, float *s);
+
 /* The best variant for this CPU. */
 const lb_fmath *lb_fmath_get(void);
 /* The scalar references. */

@@ -209,12 +209,17 @@ static lb_status store(void *ctx, int il, int pos0, int n, const float *k, const
         return LB_ERR_RANGE;
     const lb_fmath *fm = lb_fmath_get();
     const int hd = c->head_dim, kvw = c->n_head_kv * hd;
+    lb_f16 vh[256];   /* one head's values as f16 (by fm->to_f16, not one software conversion each) */
     for (int t = 0; t < n; t++)
         for (int h = 0; h < c->n_head_kv; h++) {
             fm->to_f16(hd, k + (size_t)t * kvw + h * hd, k_row(c, il, h, pos0 + t));
             const float *vs = v + (size_t)t * kvw + h * hd;
-            for (int d = 0; d < hd; d++)
-                v_row(c, il, h, d)[pos0 + t] = lb_f32_to_f16(vs[d]);
+            for (int d0 = 0; d0 < hd; d0 += 256) {
+                const int m = hd - d0 < 256 ? hd - d0 : 256;
+                fm->to_f16(m, vs + d0, vh);
+                for (int d = 0; d < m; d++)
+                    v_row(c, il, h, d0 + d)[pos0 + t] = vh[d];
+            }
         }
     return LB_OK;
 }
@@ -269,13 +274,7 @@ static void attend_part(void *ctx, int ith, int nth)
         float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group) * hd;   /* [group][hd] */
         for (int g = 0; g < group; g++) {
             float *s = sc + (size_t)g * c->n_ctx;
-            float mx = s[0];
-            for (int p = 1; p < n_pos; p++)
-                mx = s[p] > mx ? s[p] : mx;
-            double sum = fm->exp_sum(n_pos, s, s, mx);
-            float inv = (float)(1.0 / sum);
-            for (int p = 0; p < n_pos; p++)
-                s[p] *= inv;
+            lb_softmax(fm, n_pos, s);
             lb_f16 *pg = p16 + (shared ? (size_t)g * c->n_ctx : 0);
             fm->to_f16(n_pos, s, pg);
             if (shared)
@@ -397,13 +396,7 @@ static void w_attend_part(void *ctx, int ith, int nth)
         const int a = n_w ? w_slot(c, w0) : S, n1 = n_w < S + c->ring - a ? n_w : S + c->ring - a;
         for (int g = 0; g < group; g++) {
             float *s = sc + (size_t)g * c->n_ctx;
-            float mx = s[0];
-            for (int i = 1; i < n_vis; i++)
-                mx = s[i] > mx ? s[i] : mx;
-            double sum = fm->exp_sum(n_vis, s, s, mx);
-            float inv = (float)(1.0 / sum);
-            for (int i = 0; i < n_vis; i++)
-                s[i] *= inv;
+            lb_softmax(fm, n_vis, s);
             fm->to_f16(n_vis, s, p16);
             float *o = j->out + ((size_t)t * c->n_head + (size_t)kvh * group + g) * hd;
             for (int d = 0; d < hd; d++) {

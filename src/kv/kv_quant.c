@@ -691,13 +691,7 @@ static void attend_part(void *ctx, int ith, int nth)
             float *s = sc + (size_t)g * c->max_vis;
             for (int i = 0; i < n_vis; i++)
                 s[i] *= scale;
-            float mx = s[0];
-            for (int i = 1; i < n_vis; i++)
-                mx = s[i] > mx ? s[i] : mx;
-            double sum = fm->exp_sum(n_vis, s, s, mx);
-            float inv = (float)(1.0 / sum);
-            for (int i = 0; i < n_vis; i++)
-                s[i] *= inv;
+            lb_softmax(fm, n_vis, s);
         }
         /* the query heads of this KV head are consecutive in out */
         float *o = j->out + ((size_t)t * c->n_head + (size_t)h * grp) * D;   /* [grp][D] */
