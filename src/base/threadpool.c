@@ -51,6 +51,7 @@ struct lb_pool {
     /* Each hot atomic on its own cache line, so polling workers do not
      * disturb the countdown the caller watches. */
     alignas(64) atomic_uint gen;   /* bumped by every run, and once by lb_pool_free */
+    atomic_uint nap_gen;           /* lb_pool_nap: workers waiting for the run after this one do not poll */
     alignas(64) atomic_int pending;   /* workers that have not finished the current run */
     alignas(64) atomic_int sleepers;  /* workers blocked, or about to block, on cv */
     /* Who may still join the current run: the run's generation in the high
@@ -99,6 +100,8 @@ static unsigned wait_next(lb_pool *p, unsigned seen)
         g = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (g != seen)
             return g;
+        if (atomic_load_explicit(&p->nap_gen, memory_order_relaxed) == seen)
+            break;
         if (i % SPIN_CLOCK_EVERY == 0) {
             /* On an oversubscribed machine a polling worker must not keep
              * the caller's or anyone's thread off the CPU. */
@@ -183,6 +186,7 @@ lb_pool *lb_pool_new(int n_threads)
     if (!p)
         return NULL;
     atomic_init(&p->gen, 0);
+    atomic_init(&p->nap_gen, UINT32_MAX);
     atomic_init(&p->pending, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->door, 0);
@@ -239,6 +243,12 @@ void lb_pool_set_spin_us(lb_pool *p, int us)
 {
     if (p)
         atomic_store_explicit(&p->spin_us, us < 0 ? 0 : us, memory_order_relaxed);
+}
+
+void lb_pool_nap(lb_pool *p)
+{
+    if (p)
+        atomic_store_explicit(&p->nap_gen, atomic_load_explicit(&p->gen, memory_order_relaxed), memory_order_relaxed);
 }
 
 void lb_pool_run(lb_pool *p, lb_pool_fn fn, void *ctx)

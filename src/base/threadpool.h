@@ -58,6 +58,13 @@ void lb_pool_run_claimed(lb_pool *p, lb_pool_fn fn, void *ctx);
  * back-to-back runs cheap; sleeping keeps an idle pool off the CPU. */
 void lb_pool_set_spin_us(lb_pool *p, int us);
 
+/* Idle workers sleep now instead of polling until their spin time is up;
+ * the next run wakes them.  For a caller about to do serial work of its own
+ * that wakes other threads (a server's HTTP handlers after a decode step):
+ * a polling worker keeps its CPU busy, so a woken thread preempts the
+ * caller instead of taking the idle CPU.  NULL is accepted. */
+void lb_pool_nap(lb_pool *p);
+
 /* Splits [0, n) into nth contiguous ranges whose sizes differ by at most one
  * and gives thread ith its range [*begin, *end) (empty when n <= ith). */
 static inline void lb_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end)

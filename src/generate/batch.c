@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "session.h"
 
 struct lb_batch {
@@ -137,4 +138,15 @@ lb_status lb_batch_eval(lb_batch *b, lb_session *const *sessions, int n, const l
         lb__session_release(sessions[i]);
     }
     return st;
+}
+
+void lb__batch_nap(lb_batch *b)
+{
+    if (b)
+        lb_pool_nap(b->pool);
+}
+
+void lb__batch_run(lb_batch *b, void (*fn)(void *ctx, int ith, int nth), void *ctx)
+{
+    lb_pool_run_claimed(b ? b->pool : NULL, fn, ctx);
 }

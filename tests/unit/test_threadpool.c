@@ -391,6 +391,44 @@ static void test_idle_pool_sleeps(void)
     lb_pool_free(p);
 }
 
+/* lb_pool_nap: with a spin of a whole second the idle workers would poll
+ * through the pause below; after a nap they sleep, and the next runs still
+ * reach every thread, also when the nap comes right after a run (a worker
+ * may not have left it yet) and between runs back to back. */
+static void test_nap(void)
+{
+#if defined(__EMSCRIPTEN__)
+    return;   /* clock() is wall time there */
+#endif
+    lb_pool *p = lb_pool_new(3);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    lb_pool_set_spin_us(p, 1000000);
+    static stamp_job j;
+    memset(&j, 0, sizeof j);
+    j.run = 1;
+    lb_pool_run(p, stamp_fn, &j);
+    lb_pool_nap(p);
+    sleep_ms(5);
+    clock_t c0 = clock();
+    sleep_ms(100);
+    double cpu_ms = (double)(clock() - c0) * 1e3 / CLOCKS_PER_SEC;
+    CHECKF(cpu_ms < 20.0, "napping workers used %.1f ms of CPU in 100 ms", cpu_ms);
+    int stale = 0;
+    for (int r = 2; r <= 3000; r++) {
+        j.run = r;
+        lb_pool_run(p, stamp_fn, &j);
+        for (int t = 0; t < lb_pool_size(p); t++)
+            stale += j.stamp[t] != r;
+        if (r % 3 != 0)
+            lb_pool_nap(p);
+    }
+    CHECKF(stale == 0, "%d threads missed a run after a nap", stale);
+    lb_pool_nap(NULL);
+    lb_pool_free(p);
+}
+
 /* ------------------------------------------------------ alloc and clock */
 
 static void test_alloc(void)
@@ -459,6 +497,7 @@ int main(void)
     RUN(test_create_free);
     RUN(test_dispatch_overhead);
     RUN(test_idle_pool_sleeps);
+    RUN(test_nap);
     RUN(test_alloc);
     RUN(test_clock);
     return check_done();
