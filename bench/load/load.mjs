@@ -2,8 +2,12 @@
 //
 //   node bench/load/load.mjs                       32 clients for 60 s (acceptance 3 and 5 of issue 5)
 //   node bench/load/load.mjs --scaling             aggregate tok/s of 8 streams vs 1 stream (batched decoding)
+//   node bench/load/load.mjs --scaling --rounds 4  the same, 1 and 8 streams alternated 4 times: median of the ratios
 //   options: --clients N --duration S --max-tokens N --parallel N --threads N --url URL (use a running server)
-//            --bin PATH --model PATH --json
+//            --bin PATH --model PATH --json --rounds N
+//
+// A shared machine's speed drifts by tens of percent from minute to minute, and one --scaling round measures its
+// two halves 15-20 s apart; alternating rounds pair each 8-stream run with the 1-stream run just before it.
 //
 // Each client sends POST /v1/completions with "stream": true in a loop until the time is up (requests in flight then
 // finish).  The X-Lowbit-Timing header makes the server stamp every SSE event with the engine's release time on the
@@ -183,20 +187,34 @@ async function main() {
   try {
     const out = {};
     if (scaling) {
-      out.one = await runLoad({ url, clients: 1, durationS, maxTokens });
-      out.many = await runLoad({ url, clients, durationS, maxTokens });
-      out.ratio = out.many.tok_per_s / out.one.tok_per_s;
-      if (!json) {
-        print('1 stream', out.one);
-        print(`${clients} streams`, out.many);
-        console.log(`aggregate throughput ${clients} streams / 1 stream: ${out.ratio.toFixed(2)}x`);
+      const rounds = Math.max(1, Number(opt('--rounds', 1)));
+      out.rounds = [];
+      for (let r = 0; r < rounds; r++) {
+        out.one = await runLoad({ url, clients: 1, durationS, maxTokens });
+        out.many = await runLoad({ url, clients, durationS, maxTokens });
+        out.ratio = out.many.tok_per_s / out.one.tok_per_s;
+        out.rounds.push({ one_tok_per_s: out.one.tok_per_s, many_tok_per_s: out.many.tok_per_s, ratio: out.ratio,
+                          errors: out.one.errors + out.many.errors });
+        if (!json) {
+          if (rounds > 1) console.log(`round ${r + 1} of ${rounds}`);
+          print('1 stream', out.one);
+          print(`${clients} streams`, out.many);
+          console.log(`aggregate throughput ${clients} streams / 1 stream: ${out.ratio.toFixed(2)}x`);
+        }
+        if (out.one.errors || out.many.errors) break;
+      }
+      if (out.rounds.length > 1) {
+        const rs = Float64Array.from(out.rounds.map((x) => x.ratio)).sort();
+        out.ratio_median = quantile(rs, 0.5);
+        if (!json)
+          console.log(`rounds: ${out.rounds.map((x) => x.ratio.toFixed(2) + 'x').join(', ')}; median ${out.ratio_median.toFixed(2)}x`);
       }
     } else {
       out.load = await runLoad({ url, clients, durationS, maxTokens });
       if (!json) print('load', out.load);
     }
     if (json) console.log(JSON.stringify(out, null, 2));
-    const errs = (out.load?.errors ?? 0) + (out.one?.errors ?? 0) + (out.many?.errors ?? 0);
+    const errs = (out.load?.errors ?? 0) + (out.rounds ? out.rounds.reduce((n, x) => n + x.errors, 0) : 0);
     process.exitCode = errs ? 1 : 0;
   } finally {
     if (server) await server.stop();
