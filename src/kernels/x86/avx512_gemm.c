@@ -309,7 +309,8 @@ static inline __m256i pack_words(__m256i lo, __m256i hi)
 /* The scale words of gemm8_q6_K's chunk pair m, the 128 * weight-sum
  * surplus of the block, and its quants minus 32 (the per-block work that
  * does not depend on the activation rows). */
-static inline void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[4], __m256i *start)
+static inline __attribute__((always_inline)) void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[4],
+                                                         __m256i *start)
 {
     q6_K_quants(b, v);
     /* [pair m] scale words: lanes 0-3 (sc[4m], sc[4m+2]), lanes 4-7 (sc[4m+1], sc[4m+3]),
