@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "kernels/fmath.h"
 #include "lowbit.h"
 
 /* The default seed, fixed so that runs are reproducible; UINT64_MAX asks
@@ -270,17 +271,8 @@ static int heap_select(const float *x, const int *ids, int n, int k, cand *out)
  * way the k best in the total order `better`, so the same list. */
 static int top_k_logits(lb_sampler *s, const float *x, int n_vocab, int k, cand *out)
 {
-    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};   /* four chains: NaN never wins */
-    int i = 0;
-    for (; i + 4 <= n_vocab; i += 4)
-        for (int l = 0; l < 4; l++)
-            mx[l] = x[i + l] > mx[l] ? x[i + l] : mx[l];
-    for (; i < n_vocab; i++)
-        mx[0] = x[i] > mx[0] ? x[i] : mx[0];
-    float top = mx[0] > mx[1] ? mx[0] : mx[1];
-    top = mx[2] > top ? mx[2] : top;
-    top = mx[3] > top ? mx[3] : top;
-    int n = -1;
+    const float top = lb_max_f32(n_vocab, x);   /* NaN never wins */
+    int i, n = -1;
     for (float margin = TOP_K_MARGIN; n < 0 && margin <= 64.0f && top > -INFINITY && top < INFINITY; margin *= 2) {
         const float cut = top - margin;
         int m = 0;
@@ -408,10 +400,7 @@ static lb_token sample_full(lb_sampler *s, const float *logits)
 {
     const lb_sampler_params *p = &s->p;
     cand *c = s->cand;
-    float mx = -INFINITY;
-    for (int i = 0; i < s->n_vocab; i++)
-        if (logits[i] > mx)
-            mx = logits[i];
+    float mx = lb_max_f32(s->n_vocab, logits);
     if (!usable(&mx))
         return -1;
     const float t = p->temperature;

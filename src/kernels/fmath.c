@@ -137,26 +137,27 @@ const lb_fmath lb__fmath_ref = {"scalar",      dot16_ref,     dot64_ref, exp_sum
                                 NULL,          NULL,          NULL,          rope_norm_ref, rope_neox_ref,
                                 scale_mul_ref, add_ref};
 
-/* The largest value by eight running maxima: one chain of dependent
- * comparisons took two thirds of decode attention's softmax.  Which of +0
- * and -0 wins a tie may differ from a scan in order; x - max, and so every
- * lb_expf(x - max), does not (lb_expf(+-0) = 1). */
-void lb_softmax(const lb_fmath *fm, int64_t n, float *s)
+float lb_max_f32(int64_t n, const float *x)
 {
     float m[8];
     for (int k = 0; k < 8; k++)
-        m[k] = s[0];
+        m[k] = -INFINITY;
     int64_t p = 0;
     for (; p + 8 <= n; p += 8)
         for (int k = 0; k < 8; k++)
-            m[k] = s[p + k] > m[k] ? s[p + k] : m[k];
+            m[k] = x[p + k] > m[k] ? x[p + k] : m[k];
     for (; p < n; p++)
-        m[0] = s[p] > m[0] ? s[p] : m[0];
+        m[0] = x[p] > m[0] ? x[p] : m[0];
     float mx = m[0];
     for (int k = 1; k < 8; k++)
         mx = m[k] > mx ? m[k] : mx;
-    const float inv = (float)(1.0 / fm->exp_sum(n, s, s, mx));
-    for (p = 0; p < n; p++)
+    return mx;
+}
+
+void lb_softmax(const lb_fmath *fm, int64_t n, float *s)
+{
+    const float inv = (float)(1.0 / fm->exp_sum(n, s, s, lb_max_f32(n, s)));
+    for (int64_t p = 0; p < n; p++)
         s[p] *= inv;
 }
 

@@ -83,9 +83,15 @@ typedef struct lb_fmath {
  * gives +inf or +0, NaN gives NaN. */
 float lb_expf(float x);
 
-/* s[0..n) (n >= 1) becomes softmax(s) with fm's kernels: the largest value
- * subtracted, fm->exp_sum, each value times the float inverse of the sum.
- * NaN is never taken as the largest unless s[0] is NaN. */
+/* The largest of x[0..n) that is not NaN (-inf if none is), by eight
+ * running maxima: one chain of dependent comparisons was two thirds of
+ * decode attention's softmax.  Which of +0 and -0 wins a tie may differ
+ * from a scan in order. */
+float lb_max_f32(int64_t n, const float *x);
+
+/* s[0..n) (n >= 1) becomes softmax(s) with fm's kernels: lb_max_f32
+ * subtracted (lb_expf(x - max) does not depend on the sign of a zero max),
+ * fm->exp_sum, each value times the float inverse of the sum. */
 void lb_softmax(const lb_fmath *fm, int64_t n, float *s);
 
 /* The best variant for this CPU. */

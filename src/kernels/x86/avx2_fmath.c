@@ -62,6 +62,17 @@ static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
     return _mm256_cvtph_ps(h);
 }
 
+/* d[0..nv64) = b[0..nv) widened, then zeros (the probabilities of a value
+ * pass, read past nv only as zeros). */
+static void widen_part(const lb_f16 *b, int64_t nv, int64_t nv64, float *d)
+{
+    int64_t i = 0;
+    for (; i + 8 <= nv; i += 8)
+        _mm256_store_ps(d + i, ld16(b + i));
+    for (; i < nv64; i++)
+        d[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
+}
+
 /* Masks that load the first r elements of a partial 64-group's vector j
  * (r = nv - 8j) and zero the rest, without reading past them: pm[2j] the
  * pairs for a masked load, pm[2j + 1] the words to keep (an odd last one
@@ -304,11 +315,7 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
     if (r < rows && nv64 <= ROWS_MAX_B) {
         /* attention's values: b (the probabilities) widened once for the 64 value rows */
         _Alignas(32) float bs[ROWS_MAX_B];
-        int64_t i = 0;
-        for (; i + 8 <= nv; i += 8)
-            _mm256_store_ps(bs + i, ld16(b + i));
-        for (; i < nv64; i++)
-            bs[i] = i < nv ? lb_f16_to_f32(b[i]) : 0.0f;
+        widen_part(b, nv, nv64, bs);
         __m128i pm_[16];
         const __m128i *pm = nv & 63 ? (part_masks(nv & 63, pm_), pm_) : NULL;
         /* up to eight groups of eight rows: each group's reductions side by side (as dot64_heads),
@@ -404,15 +411,8 @@ static inline __attribute__((always_inline)) void values_nb(const int nb, int64_
 {
     const int64_t nv = n_vec < n ? n_vec : n, nv64 = (nv + 63) & ~(int64_t)63;
     _Alignas(32) float bs[VALUES_MAX_B];   /* [head][nv64] the probabilities widened, zero past nv */
-    for (int h = 0; h < nb; h++) {
-        const lb_f16 *bh = b + (size_t)h * b_stride;
-        float *d = bs + h * nv64;
-        int64_t i = 0;
-        for (; i + 8 <= nv; i += 8)
-            _mm256_store_ps(d + i, ld16(bh + i));
-        for (; i < nv64; i++)
-            d[i] = i < nv ? lb_f16_to_f32(bh[i]) : 0.0f;
-    }
+    for (int h = 0; h < nb; h++)
+        widen_part(b + (size_t)h * b_stride, nv, nv64, bs + h * nv64);
     __m128i pm[16];
     part_masks(nv & 63, pm);
     for (int64_t r = 0; r < rows;) {
