@@ -372,6 +372,14 @@ static void test_dispatch_overhead(void)
     lb_pool_free(p);
 }
 
+/* Milliseconds of CPU the whole process uses while this thread sleeps ms. */
+static double cpu_ms_during_sleep(int ms)
+{
+    clock_t c0 = clock();
+    sleep_ms(ms);
+    return (double)(clock() - c0) * 1e3 / CLOCKS_PER_SEC;
+}
+
 /* An idle pool must stop using the CPU once its spin time is over. */
 static void test_idle_pool_sleeps(void)
 {
@@ -384,9 +392,7 @@ static void test_idle_pool_sleeps(void)
         return;
     lb_pool_run(p, empty_fn, NULL);
     sleep_ms(20);   /* well past the 100 us spin */
-    clock_t c0 = clock();
-    sleep_ms(200);
-    double cpu_ms = (double)(clock() - c0) * 1e3 / CLOCKS_PER_SEC;
+    double cpu_ms = cpu_ms_during_sleep(200);
     CHECKF(cpu_ms < 20.0, "idle pool used %.1f ms of CPU in 200 ms", cpu_ms);
     lb_pool_free(p);
 }
@@ -411,9 +417,7 @@ static void test_nap(void)
     lb_pool_run(p, stamp_fn, &j);
     lb_pool_nap(p);
     sleep_ms(5);
-    clock_t c0 = clock();
-    sleep_ms(100);
-    double cpu_ms = (double)(clock() - c0) * 1e3 / CLOCKS_PER_SEC;
+    double cpu_ms = cpu_ms_during_sleep(100);
     CHECKF(cpu_ms < 20.0, "napping workers used %.1f ms of CPU in 100 ms", cpu_ms);
     int stale = 0;
     for (int r = 2; r <= 3000; r++) {
