@@ -34,7 +34,10 @@
 
 /* Rows past the last multiple of 8 from which one more 8-row product (gemm8)
  * beats the 4-row and single-row kernels: techdocs-28M Q4_K_M decode steps of
- * 5, 6 and 7 rows took 2.13, 2.78 and 3.31 ms against 1.98 ms for 8 (4: 1.55). */
+ * 5, 6 and 7 rows took 2.13, 2.78 and 3.31 ms against 1.98 ms for 8 (4: 1.55).
+ * Three rows are no cheaper as single rows either: alone they take the padded
+ * 8-row product, after more rows the 4-row kernel on the last four (paired
+ * runs: 3 streams +14%, 11 streams +6%). */
 #define GEMM8_TAIL_MIN 5
 /* Largest padded copy of fewer than 8 activation rows (8 rows of 64 A8_K blocks). */
 #define PAD_MAX_BYTES (8 * 64 * 292)
@@ -96,7 +99,7 @@ static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_s
         gemm8(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
               (const char *)j->act + (size_t)(j->n - 8) * j->act_row, j->act_row);
         t = j->n;
-    } else if (gemm8 && j->n - t >= GEMM8_TAIL_MIN && j->pad && r1 - r0 <= DECODE_TILE_MAX) {
+    } else if (gemm8 && j->n - t >= 3 && j->pad && r1 - r0 <= DECODE_TILE_MAX) {
         float out[8 * DECODE_TILE_MAX];   /* [8][r1 - r0] */
         gemm8(w->cols, r1 - r0, out, r1 - r0, wt, w->row_bytes, j->pad, j->act_row);
         for (; t < j->n; t++)
@@ -114,6 +117,14 @@ static void dot_tile(const job *j, const lb_matw *w, float *y, const lb_kernel_s
         float *yt = y + t * w->rows;
         for (int64_t r = r0; r < r1; r++)
             dot4(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
+    }
+    /* A tail of three rows: the last four through the 4-row kernel (one row again, the same bits). */
+    if (dot4 && j->n - t == 3 && j->n >= 4) {
+        const void *a = (const char *)j->act + (size_t)(j->n - 4) * j->act_row;
+        float *yt = y + (j->n - 4) * w->rows;
+        for (int64_t r = r0; r < r1; r++)
+            dot4(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
+        t = j->n;
     }
     lb_vec_dot_w4_fn dotw4 = k->vec_dot_w4[w->type];
     for (; t < j->n; t++) {
@@ -200,7 +211,7 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
             lb_pool_run_claimed(pool, quantize_rows, &j);
     }
     char *pad = NULL;
-    if (n >= GEMM8_TAIL_MIN && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
+    if ((n >= GEMM8_TAIL_MIN || n == 3) && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
         (pad = lb_aligned_alloc(64, 8 * j.act_row))) {
         for (int64_t t = 0; t < 8; t++)
             memcpy(pad + t * j.act_row, (const char *)j.act + (t < n ? t : n - 1) * j.act_row, j.act_row);
