@@ -12,6 +12,7 @@
 // Each client sends POST /v1/completions with "stream": true in a loop until the time is up (requests in flight then
 // finish).  The X-Lowbit-Timing header makes the server stamp every SSE event with the engine's release time on the
 // monotonic clock node's process.hrtime also reads, so the delivery overhead is measured per token, not guessed.
+// The server's batched-step counters, read before and after each run, say where its decode loop spent the time.
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -103,9 +104,46 @@ function streamOnce(url, agent, prompt, maxTokens) {
   });
 }
 
+// The server's batched-step counters (GET /metrics; docs/server.md): null when they cannot be read.
+async function stepCounters(url) {
+  try {
+    const text = await (await fetch(url + '/metrics')).text();
+    const get = (name, label) => {
+      const line = text.split('\n').find((l) => l.startsWith(name + (label ? `{${label}}` : '') + ' '));
+      return line ? Number(line.split(' ').pop()) : NaN;
+    };
+    const c = {
+      steps_decode: get('lowbit_batch_steps_total', 'step="decode"'), steps_prompt: get('lowbit_batch_steps_total', 'step="prompt"'),
+      rows_decode: get('lowbit_batch_rows_total', 'kind="decode"'), rows_prompt: get('lowbit_batch_rows_total', 'kind="prompt"'),
+      forward_decode_s: get('lowbit_batch_forward_seconds_total', 'step="decode"'),
+      forward_prompt_s: get('lowbit_batch_forward_seconds_total', 'step="prompt"'),
+      deliver_s: get('lowbit_batch_deliver_seconds_total'),
+    };
+    return Object.values(c).every(Number.isFinite) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+// Where the decode loop's time went between two stepCounters readings over wallS seconds: shares of the wall
+// time in decode-only forward passes, passes with prompt rows, sampling and delivery, and the rest (waiting for
+// requests, admitting them).
+function stepShares(a, b, wallS) {
+  if (!a || !b) return null;
+  const d = Object.fromEntries(Object.keys(a).map((k) => [k, b[k] - a[k]]));
+  const share = (x) => x / wallS;
+  return {
+    steps_decode: d.steps_decode, steps_prompt: d.steps_prompt, rows_decode: d.rows_decode, rows_prompt: d.rows_prompt,
+    decode_step_ms: d.steps_decode ? (1000 * d.forward_decode_s) / d.steps_decode : NaN,
+    share_forward_decode: share(d.forward_decode_s), share_forward_prompt: share(d.forward_prompt_s),
+    share_deliver: share(d.deliver_s), share_other: 1 - share(d.forward_decode_s + d.forward_prompt_s + d.deliver_s),
+  };
+}
+
 // Runs `clients` loops for durationS seconds against url; returns the figures (and the raw error list).
 export async function runLoad({ url, clients = 32, durationS = 60, maxTokens = 64 }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const c0 = await stepCounters(url);
   const t0 = nowMs(), end = t0 + durationS * 1000;
   const recs = [];
   await Promise.all(Array.from({ length: clients }, async (_, c) => {
@@ -113,6 +151,7 @@ export async function runLoad({ url, clients = 32, durationS = 60, maxTokens = 6
   }));
   const wallS = (nowMs() - t0) / 1000;
   agent.destroy();
+  const steps = stepShares(c0, await stepCounters(url), wallS);
   const ok = recs.filter((r) => r.ok);
   const errors = recs.filter((r) => !r.ok).map((r) => r.error);
   const sorted = (a) => Float64Array.from(a).sort();
@@ -129,6 +168,7 @@ export async function runLoad({ url, clients = 32, durationS = 60, maxTokens = 6
     engine_token_ms: { p50: quantile(eng, 0.5), p99: quantile(eng, 0.99) },
     sse_overhead_ms: { p50_gap_minus_engine: quantile(gaps, 0.5) - quantile(eng, 0.5),
                        delivery_p50: quantile(delays, 0.5), delivery_p99: quantile(delays, 0.99) },
+    steps,
   };
 }
 
@@ -165,6 +205,14 @@ function print(label, r) {
   console.log(`  SSE overhead         p50 client - p50 engine ${f2(r.sse_overhead_ms.p50_gap_minus_engine)} ms; ` +
               `release-to-arrival p50 ${f2(r.sse_overhead_ms.delivery_p50)} ms, p99 ${f2(r.sse_overhead_ms.delivery_p99)} ms`);
   console.log(`  throughput           ${r.tokens} tokens, ${r.tok_per_s.toFixed(1)} tok/s`);
+  const s = r.steps;
+  if (s) {
+    const pc = (x) => `${(100 * x).toFixed(1)}%`;
+    console.log(`  server steps         ${s.steps_decode} decode-only (${f2(s.decode_step_ms)} ms each), ${s.steps_prompt} with ` +
+                `prompt rows; rows ${s.rows_decode} decode, ${s.rows_prompt} prompt`);
+    console.log(`  server time          forward decode-only ${pc(s.share_forward_decode)}, with prompt rows ` +
+                `${pc(s.share_forward_prompt)}, sample+deliver ${pc(s.share_deliver)}, other ${pc(s.share_other)}`);
+  }
 }
 
 async function main() {

@@ -28,6 +28,9 @@ struct lb_srv_metrics {
     uint64_t prompt_tokens, gen_tokens;
     int active;
     histogram ttft, token;
+    /* batched steps, [0] decode rows only, [1] with prompt rows: where the decode loop's time goes */
+    uint64_t steps[2], rows[2];   /* rows: [0] decode, [1] prompt */
+    double forward_s[2], deliver_s;
 };
 
 lb_srv_metrics *lb_srv_metrics_new(void)
@@ -86,6 +89,18 @@ static void observe(lb_srv_metrics *m, histogram *h, double v)
 }
 
 void lb_srv_metrics_ttft(lb_srv_metrics *m, double seconds) { observe(m, &m->ttft, seconds); }
+
+void lb_srv_metrics_step(lb_srv_metrics *m, int decode_rows, int prompt_rows, double forward_s, double deliver_s)
+{
+    const int k = prompt_rows > 0;
+    pthread_mutex_lock(&m->mu);
+    m->steps[k]++;
+    m->rows[0] += (uint64_t)(decode_rows > 0 ? decode_rows : 0);
+    m->rows[1] += (uint64_t)(prompt_rows > 0 ? prompt_rows : 0);
+    m->forward_s[k] += forward_s;
+    m->deliver_s += deliver_s;
+    pthread_mutex_unlock(&m->mu);
+}
 void lb_srv_metrics_token_latency(lb_srv_metrics *m, double seconds) { observe(m, &m->token, seconds); }
 
 /* A growing output buffer; on allocation failure it stays failed and render returns NULL. */
@@ -162,6 +177,22 @@ char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, i
     outf(&o, "# HELP lowbit_slots_busy Slots generating now.\n# TYPE lowbit_slots_busy gauge\nlowbit_slots_busy %d\n",
          slots_busy);
     outf(&o, "# HELP lowbit_slots Inference slots (--parallel).\n# TYPE lowbit_slots gauge\nlowbit_slots %d\n", slots);
+    static const char *const step_kind[2] = {"decode", "prompt"};
+    outf(&o, "# HELP lowbit_batch_steps_total Batched forward passes: decode rows only, or with prompt rows.\n"
+             "# TYPE lowbit_batch_steps_total counter\n");
+    for (int k = 0; k < 2; k++)
+        outf(&o, "lowbit_batch_steps_total{step=\"%s\"} %llu\n", step_kind[k], (unsigned long long)m->steps[k]);
+    outf(&o, "# HELP lowbit_batch_rows_total Rows of the batched steps: one per generating stream, or prompt tokens.\n"
+             "# TYPE lowbit_batch_rows_total counter\n");
+    for (int k = 0; k < 2; k++)
+        outf(&o, "lowbit_batch_rows_total{kind=\"%s\"} %llu\n", step_kind[k], (unsigned long long)m->rows[k]);
+    outf(&o, "# HELP lowbit_batch_forward_seconds_total Time in the forward passes of the batched steps.\n"
+             "# TYPE lowbit_batch_forward_seconds_total counter\n");
+    for (int k = 0; k < 2; k++)
+        outf(&o, "lowbit_batch_forward_seconds_total{step=\"%s\"} %.6f\n", step_kind[k], m->forward_s[k]);
+    outf(&o, "# HELP lowbit_batch_deliver_seconds_total Time sampling the steps' tokens and handing them to the "
+             "connections.\n# TYPE lowbit_batch_deliver_seconds_total counter\nlowbit_batch_deliver_seconds_total %.6f\n",
+         m->deliver_s);
     render_hist(&o, "lowbit_time_to_first_token_seconds", "From request arrival to the first generated token.", &m->ttft);
     render_hist(&o, "lowbit_token_latency_seconds", "Time between consecutive generated tokens.", &m->token);
     pthread_mutex_unlock(&m->mu);

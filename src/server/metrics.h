@@ -21,6 +21,9 @@ void lb_srv_metrics_tokens(lb_srv_metrics *m, int n_prompt, int n_gen);
 void lb_srv_metrics_active(lb_srv_metrics *m, int delta);
 void lb_srv_metrics_ttft(lb_srv_metrics *m, double seconds);          /* request arrival to first token */
 void lb_srv_metrics_token_latency(lb_srv_metrics *m, double seconds); /* between consecutive tokens */
+/* One batched step: its decode rows (one per generating stream) and prompt rows, the seconds of its forward
+ * pass and of sampling and handing out its tokens. */
+void lb_srv_metrics_step(lb_srv_metrics *m, int decode_rows, int prompt_rows, double forward_s, double deliver_s);
 
 /* The Prometheus text exposition (format 0.0.4); malloc'd, NULL on allocation failure. */
 char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, int slots_busy, int slots);

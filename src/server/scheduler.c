@@ -257,7 +257,7 @@ static void deliver_part(void *ctx, int ith, int nth)
  * each generation samples and delivers its token. */
 static void step(lb_srv_sched *s)
 {
-    int n_seq = 0, n_tok = 0, n_pre = 0;
+    int n_seq = 0, n_tok = 0, n_pre = 0, n_decode = 0;
     slot *pre[64];   /* prefilling slots; n_slots <= 64 is checked in lb_srv_sched_new */
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
@@ -271,6 +271,7 @@ static void step(lb_srv_sched *s)
         }
         if (!prefilling(sl)) {
             add_to_step(s, sl, &sl->gen.next, 1, &n_seq, &n_tok);
+            n_decode++;
             continue;
         }
         int k = n_pre++;   /* insertion by admission order */
@@ -288,9 +289,12 @@ static void step(lb_srv_sched *s)
     if (!n_seq)
         return;
     deliver_job d = {.s = s, .n_seq = n_seq};
+    const double t0 = lb_time_ms();
     d.st = lb_batch_eval(s->batch, s->step_sessions, n_seq, s->step_tokens, s->step_counts, s->logits);
+    const double t1 = lb_time_ms();
     atomic_init(&d.next, 0);
     lb__batch_run(s->batch, deliver_part, &d);
+    lb_srv_metrics_step(s->metrics, n_decode, n_tok - n_decode, (t1 - t0) / 1000.0, (lb_time_ms() - t1) / 1000.0);
     lb__batch_nap(s->batch);
 }
 

@@ -18,6 +18,15 @@ test('8 concurrent streaming clients for 5 s: zero errors, batched slots all use
   assert.equal(r.errors, 0, `errors: ${r.error_samples.join('; ')}`);
   assert.ok(r.requests >= 8, `only ${r.requests} requests finished`);
   assert.ok(r.tokens > 0);
+  // The batched-step counters account for the run: a prompt row per prompt token, a decode row per generated
+  // token after each request's first (which the prompt's last row gives), and the forward time within the wall time.
+  const s = r.steps;
+  assert.ok(s, 'the step counters are in /metrics');
+  assert.ok(s.rows_prompt >= 2 * r.requests, `${s.rows_prompt} prompt rows for ${r.requests} requests`);
+  assert.ok(s.rows_decode >= r.tokens - r.requests && s.rows_decode <= r.tokens + r.requests,
+            `${s.rows_decode} decode rows for ${r.tokens} tokens of ${r.requests} requests`);
+  assert.ok(s.steps_decode > 0 && s.steps_prompt > 0 && s.rows_decode > s.steps_decode, 'steps batched several streams');
+  assert.ok(s.share_forward_decode > 0 && s.share_other > -0.02, JSON.stringify(s));
   const m = await (await fetch(srv.url + '/metrics')).text();
   assert.equal(metric(m, 'lowbit_slots'), 4);
   assert.equal(metric(m, 'lowbit_slots_busy'), 0);
