@@ -288,7 +288,9 @@ typedef struct seq_attn_job {
 } seq_attn_job;
 
 /* Each sequence's store too: the calling thread storing 8 sequences' keys
- * and values one after another kept the other thread idle. */
+ * and values one after another kept the other thread idle.  Short prompt
+ * chunks of the same step are items too (whole, single-threaded), placed
+ * after the single rows and claimed first, being the longest. */
 static void seq_attend(void *ctx, int ith, int nth)
 {
     seq_attn_job *j = ctx;
@@ -297,21 +299,22 @@ static void seq_attend(void *ctx, int ith, int nth)
     (void)ith;
     (void)nth;
     for (;;) {
-        int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (t >= j->n)
+        int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n)
             break;
+        const int t = j->n - 1 - c;
         const lb_fwd_seq *sq = &j->seq[j->idx[t]];
         const int64_t row = j->row[t];
         if (j->rope)
             rope_row(f, j->hp, row);
-        lb_status st = sq->kv.store(sq->kv.ctx, j->il, sq->pos0, 1, f->k + row * kvw, f->v + row * kvw);
+        lb_status st = sq->kv.store(sq->kv.ctx, j->il, sq->pos0, sq->n, f->k + row * kvw, f->v + row * kvw);
         if (st) {
             int none = 0;
             if (atomic_compare_exchange_strong(&j->failed, &none, t + 1))
                 atomic_store(&j->status, (int)st);
             continue;
         }
-        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, 1, f->q + row * qw, f->att + row * qw, NULL);
+        sq->kv.attend(sq->kv.ctx, j->il, sq->pos0, sq->n, f->q + row * qw, f->att + row * qw, NULL);
         if (j->in)
             lb_matmul_input_row(j->in, f->att + row * qw, row, f->act);
     }
@@ -348,12 +351,23 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         r->kv->attend(r->kv->ctx, il, r->pos0, n, f->q, f->att, pool);
         return LB_OK;
     }
-    /* Whole single-row sequences go to the threads, which store them too (seq_attend). */
-    const bool spread = n_single >= lb_pool_size(pool);
+    /* Whole single-row sequences go to the threads, which store them too (seq_attend), and so do short
+     * prompt chunks: done one after another on the calling thread they kept the other thread idle (8
+     * requests restarting together put 7 prompts of ~11 rows in one step). */
+    int n_items = n_single;
+    for (int i = 0; i < r->n_seq; i++)
+        n_items += r->seq[i].n > 1 && (int64_t)r->seq[i].n * (r->seq[i].pos0 + r->seq[i].n) <= SMALL_CHUNK_ATTN;
+    const bool spread = n_items >= lb_pool_size(pool);
+    n_items = n_single;
     for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n) {
         const lb_fwd_seq *sq = &r->seq[i];
         if (sq->n == 1 && spread)
             continue;
+        if (spread && (int64_t)sq->n * (sq->pos0 + sq->n) <= SMALL_CHUNK_ATTN) {
+            f->single_idx[n_items] = i;
+            f->single_row[n_items++] = row;
+            continue;
+        }
         lb_status st = sq->kv.store(sq->kv.ctx, il, sq->pos0, sq->n, f->k + row * KV, f->v + row * KV);
         if (st)
             return lb__errf(err, st, "the KV cache of sequence %d cannot hold positions %d..%d", i, sq->pos0,
@@ -378,7 +392,7 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
         }
         return LB_OK;
     }
-    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_single, f, hp, rope, in, 0, 0, 0};
+    seq_attn_job j = {r->seq, f->single_idx, f->single_row, il, n_items, f, hp, rope, in, 0, 0, 0};
     atomic_init(&j.next, 0);
     atomic_init(&j.failed, 0);
     atomic_init(&j.status, 0);
