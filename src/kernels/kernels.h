@@ -24,6 +24,17 @@ typedef void (*lb_vec_dot4_fn)(int64_t n, float *s, int64_t s_stride, const void
 typedef void (*lb_gemm8_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                             const void *act, size_t act_stride);
 
+/* gemm8 in two parts, for products whose 8 activation rows meet many tiles:
+ * gemm8_prep arranges rows act .. act + 7 * act_stride (n columns) into buf
+ * (gemm8_prep_bytes(n) bytes, 64-byte aligned; 0: no arranged form for this
+ * n, use gemm8), then gemm8p multiplies any tile with them, with gemm8's
+ * results and bits.  Done per call, the arranging cost a short tile a
+ * measurable share of its time. */
+typedef size_t (*lb_gemm8_prep_bytes_fn)(int64_t n);
+typedef void (*lb_gemm8_prep_fn)(int64_t n, const void *act, size_t act_stride, void *buf);
+typedef void (*lb_gemm8p_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                             const void *buf);
+
 /* Four weight rows (w_stride bytes apart) against one activation row:
  * s[r] = vec_dot(n, row r, act) for r < 4, bit-identical to vec_dot (decode:
  * each activation block's loads and conversions are shared by the rows). */
@@ -38,6 +49,9 @@ typedef struct lb_kernel_set {
      * unpacking.  Optional (NULL: lb_matmul uses vec_dot4, then vec_dot). */
     lb_vec_dot4_fn vec_dot8[LB_TYPE_COUNT];
     lb_gemm8_fn gemm8[LB_TYPE_COUNT];         /* optional; lb_matmul prefers it to vec_dot8 */
+    lb_gemm8_prep_bytes_fn gemm8_prep_bytes[LB_TYPE_COUNT];   /* optional, all three or none */
+    lb_gemm8_prep_fn gemm8_prep[LB_TYPE_COUNT];
+    lb_gemm8p_fn gemm8p[LB_TYPE_COUNT];
     lb_vec_dot_w4_fn vec_dot_w4[LB_TYPE_COUNT];   /* optional (NULL: one activation row uses vec_dot) */
     lb_dequant_fn dequant[LB_TYPE_COUNT];
     lb_quant_fn quantize[LB_TYPE_COUNT];      /* at least the activation formats */

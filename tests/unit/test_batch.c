@@ -119,6 +119,23 @@ static void test_batched_logits_bit_exact_f16(void)
     }
 }
 
+/* Up to 8 rows a step: the 8-row products (gemm8, and on AVX-512 the
+ * activation rows arranged once per product for the fused Q4_K/Q6_K
+ * weights) give each row's single-session logits. */
+static void test_batched_logits_bit_exact_eight(void)
+{
+    lb_session *bat[8], *ref[8];
+    for (int i = 0; i < 8; i++) {
+        bat[i] = new_session(128, 2, LB_KV_F16, LB_KV_F16);
+        ref[i] = new_session(128, 2, LB_KV_F16, LB_KV_F16);
+    }
+    compare_steps(bat, ref, 8, 2, 24);
+    for (int i = 0; i < 8; i++) {
+        lb_session_free(bat[i]);
+        lb_session_free(ref[i]);
+    }
+}
+
 /* Quantized caches defer their stores into attention, and sessions made with
  * one thread cannot lend their scratch to a two-thread pool: both paths. */
 static void test_batched_logits_bit_exact_quantized_and_single_thread(void)
@@ -557,6 +574,7 @@ int main(void)
     RUN(test_matmul_rows_equal_scalar_dot);
     RUN(test_fused_matmul_equals_separate);
     RUN(test_batched_logits_bit_exact_f16);
+    RUN(test_batched_logits_bit_exact_eight);
     RUN(test_batched_logits_bit_exact_quantized_and_single_thread);
     RUN(test_batched_logits_bit_exact_sliding_window);
     RUN(test_batch_errors_leave_positions);

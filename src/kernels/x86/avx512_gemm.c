@@ -5,6 +5,8 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "quant/blocks.h"
@@ -146,16 +148,51 @@ static void pair_rows(const void *act, size_t act_stride, int64_t nb, __m256i fl
     }
 }
 
-static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                             const void *act, size_t act_stride)
+/* The paired kernels' arrangement of 8 activation rows of nb blocks, made
+ * once per product (gemm8_prep) or per call: ap as pair_rows, adp its
+ * scales, and for Q4_K ad and sub as q4_K_act_tables.  One buffer, the
+ * arrays one after another (each a multiple of 64 bytes for nb <= 16). */
+typedef struct pair_prep {
+    int8_t (*ap)[4][4][2][64];   /* [nb][pair p][chunk c][low, high nibbles' part] */
+    float (*adp)[4][16];         /* [nb][pair p] scale of row 2p x8, of 2p+1 x8 */
+    float (*ad)[8];              /* [nb][row] activation scales (Q4_K) */
+    int16_t (*sub)[8][8];        /* [nb][row][sub-block] sums of 32 activations (Q4_K) */
+} pair_prep;
+
+static size_t pair_prep_bytes(int64_t nb, bool q4)
 {
-    _Alignas(64) int8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk c][low, high nibbles' part]:
-                                                              * 32 bytes of row 2p, then 32 of row 2p+1 */
-    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];         /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
-    _Alignas(32) float ad[PAIR_MAX_BLOCKS][8];              /* [block][row] activation scales */
-    _Alignas(32) int16_t sub[PAIR_MAX_BLOCKS][8][8];        /* [block][row][sub-block] sums of 32 activations */
-    q4_K_act_tables(act, act_stride, nb, ad, sub);
-    pair_rows(act, act_stride, nb, _mm256_setzero_si256(), ap, adp);
+    return (size_t)nb * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]) +
+                         (q4 ? sizeof(float[8]) + sizeof(int16_t[8][8]) : 0));
+}
+
+static pair_prep pair_prep_at(void *buf, int64_t nb, bool q4)
+{
+    char *b = buf;
+    pair_prep pp = {(int8_t(*)[4][4][2][64])b, NULL, NULL, NULL};
+    b += (size_t)nb * sizeof(int8_t[4][4][2][64]);
+    pp.adp = (float(*)[4][16])b;
+    b += (size_t)nb * sizeof(float[4][16]);
+    if (q4) {
+        pp.ad = (float(*)[8])b;
+        b += (size_t)nb * sizeof(float[8]);
+        pp.sub = (int16_t(*)[8][8])b;
+    }
+    return pp;
+}
+
+static void q4_K_pairs_prep(int64_t nb, const void *act, size_t act_stride, const pair_prep *pp)
+{
+    q4_K_act_tables(act, act_stride, nb, pp->ad, pp->sub);
+    pair_rows(act, act_stride, nb, _mm256_setzero_si256(), pp->ap, pp->adp);
+}
+
+static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                            const pair_prep *pp)
+{
+    int8_t (*const ap)[4][4][2][64] = pp->ap;
+    float (*const adp)[4][16] = pp->adp;
+    float (*const ad)[8] = pp->ad;
+    int16_t (*const sub)[8][8] = pp->sub;
     const __m512i bias = _mm512_set1_epi32(8192);
     const __m512i m4 = _mm512_set1_epi8(0xF);
     for (int64_t r = 0; r < nw; r++) {
@@ -203,6 +240,16 @@ static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
         }
         q4_K_store(s, s_stride, r, rows, accm);
     }
+}
+
+static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                             const void *act, size_t act_stride)
+{
+    _Alignas(64) char buf[PAIR_MAX_BLOCKS * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]) + sizeof(float[8]) +
+                                             sizeof(int16_t[8][8]))];
+    const pair_prep pp = pair_prep_at(buf, nb, true);
+    q4_K_pairs_prep(nb, act, act_stride, &pp);
+    q4_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp);
 }
 
 static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
@@ -337,13 +384,17 @@ static inline __attribute__((always_inline)) void q6_K_block(const lb_block_q6_K
 /* Q6_K on paired activation rows, as gemm8_q4_K_pairs (same lanes and bits
  * as gemm8_q6_K; the copy also does the sign-bit flip of the activations,
  * once per call instead of once per weight row). */
-static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                             const void *act, size_t act_stride)
+static void q6_K_pairs_prep(int64_t nb, const void *act, size_t act_stride, const pair_prep *pp)
 {
-    _Alignas(64) int8_t ap[PAIR_MAX_BLOCKS][4][4][2][64];   /* [block][pair p][chunk pair m][first, second]: a + 128
-                                                              * as bytes, 32 of row 2p, then 32 of row 2p+1 */
-    _Alignas(64) float adp[PAIR_MAX_BLOCKS][4][16];         /* [block][pair p] scale of row 2p x8, of 2p+1 x8 */
-    pair_rows(act, act_stride, nb, _mm256_set1_epi8((char)0x80), ap, adp);
+    pair_rows(act, act_stride, nb, _mm256_set1_epi8((char)0x80), pp->ap, pp->adp);
+}
+
+/* ap here: a + 128 as bytes ([block][pair p][chunk pair m][first, second]), the sign-bit flip done once per prep. */
+static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                            const pair_prep *pp)
+{
+    int8_t (*const ap)[4][4][2][64] = pp->ap;
+    float (*const adp)[4][16] = pp->adp;
     for (int64_t r = 0; r < nw; r++) {
         const lb_block_q6_K *b = (const lb_block_q6_K *)((const char *)w + (size_t)r * w_stride);
         __m512 acc[4];   /* [pair p]: dot_q6_K's 8-lane sums of rows 2p | 2p+1 */
@@ -382,6 +433,15 @@ static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
             s[(2 * p + 1) * s_stride + r] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
         }
     }
+}
+
+static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                             const void *act, size_t act_stride)
+{
+    _Alignas(64) char buf[PAIR_MAX_BLOCKS * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]))];
+    const pair_prep pp = pair_prep_at(buf, nb, false);
+    q6_K_pairs_prep(nb, act, act_stride, &pp);
+    q6_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp);
 }
 
 static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
@@ -442,9 +502,54 @@ static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
     }
 }
 
+/* The paired kernels split: the activation rows arranged once per product, then every tile against them. */
+static size_t gemm8_prep_bytes_q4_K(int64_t n)
+{
+    const int64_t nb = n / LB_QK_K;
+    return nb <= PAIR_MAX_BLOCKS ? pair_prep_bytes(nb, true) : 0;
+}
+
+static size_t gemm8_prep_bytes_q6_K(int64_t n)
+{
+    const int64_t nb = n / LB_QK_K;
+    return nb <= PAIR_MAX_BLOCKS ? pair_prep_bytes(nb, false) : 0;
+}
+
+static void gemm8_prep_q4_K(int64_t n, const void *act, size_t act_stride, void *buf)
+{
+    const pair_prep pp = pair_prep_at(buf, n / LB_QK_K, true);
+    q4_K_pairs_prep(n / LB_QK_K, act, act_stride, &pp);
+}
+
+static void gemm8_prep_q6_K(int64_t n, const void *act, size_t act_stride, void *buf)
+{
+    const pair_prep pp = pair_prep_at(buf, n / LB_QK_K, false);
+    q6_K_pairs_prep(n / LB_QK_K, act, act_stride, &pp);
+}
+
+static void gemm8p_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                        const void *buf)
+{
+    const pair_prep pp = pair_prep_at((void *)(uintptr_t)buf, n / LB_QK_K, true);
+    q4_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp);
+}
+
+static void gemm8p_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                        const void *buf)
+{
+    const pair_prep pp = pair_prep_at((void *)(uintptr_t)buf, n / LB_QK_K, false);
+    q6_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp);
+}
+
 void lb__kernels_register_avx512_gemm(lb_kernel_set *k)
 {
     k->gemm8[LB_TYPE_Q4_0] = gemm8_q4_0;
     k->gemm8[LB_TYPE_Q4_K] = gemm8_q4_K;
     k->gemm8[LB_TYPE_Q6_K] = gemm8_q6_K;
+    k->gemm8_prep_bytes[LB_TYPE_Q4_K] = gemm8_prep_bytes_q4_K;
+    k->gemm8_prep_bytes[LB_TYPE_Q6_K] = gemm8_prep_bytes_q6_K;
+    k->gemm8_prep[LB_TYPE_Q4_K] = gemm8_prep_q4_K;
+    k->gemm8_prep[LB_TYPE_Q6_K] = gemm8_prep_q6_K;
+    k->gemm8p[LB_TYPE_Q4_K] = gemm8p_q4_K;
+    k->gemm8p[LB_TYPE_Q6_K] = gemm8p_q6_K;
 }
