@@ -105,36 +105,27 @@ static void compare_steps(lb_session **bat, lb_session **ref, int n, int batch_t
     lb_batch_free(b);
 }
 
-static void test_batched_logits_bit_exact_f16(void)
+/* n f16 sessions stepped in a batch against n alone (compare_steps). */
+static void compare_f16(int n, int n_ctx)
 {
-    lb_session *bat[4], *ref[4];
-    for (int i = 0; i < 4; i++) {
-        bat[i] = new_session(256, 2, LB_KV_F16, LB_KV_F16);
-        ref[i] = new_session(256, 2, LB_KV_F16, LB_KV_F16);
+    lb_session *bat[8], *ref[8];
+    for (int i = 0; i < n; i++) {
+        bat[i] = new_session(n_ctx, 2, LB_KV_F16, LB_KV_F16);
+        ref[i] = new_session(n_ctx, 2, LB_KV_F16, LB_KV_F16);
     }
-    compare_steps(bat, ref, 4, 2, 24);
-    for (int i = 0; i < 4; i++) {
+    compare_steps(bat, ref, n, 2, 24);
+    for (int i = 0; i < n; i++) {
         lb_session_free(bat[i]);
         lb_session_free(ref[i]);
     }
 }
 
+static void test_batched_logits_bit_exact_f16(void) { compare_f16(4, 256); }
+
 /* Up to 8 rows a step: the 8-row products (gemm8, and on AVX-512 the
  * activation rows arranged once per product for the fused Q4_K/Q6_K
  * weights) give each row's single-session logits. */
-static void test_batched_logits_bit_exact_eight(void)
-{
-    lb_session *bat[8], *ref[8];
-    for (int i = 0; i < 8; i++) {
-        bat[i] = new_session(128, 2, LB_KV_F16, LB_KV_F16);
-        ref[i] = new_session(128, 2, LB_KV_F16, LB_KV_F16);
-    }
-    compare_steps(bat, ref, 8, 2, 24);
-    for (int i = 0; i < 8; i++) {
-        lb_session_free(bat[i]);
-        lb_session_free(ref[i]);
-    }
-}
+static void test_batched_logits_bit_exact_eight(void) { compare_f16(8, 128); }
 
 /* Quantized caches defer their stores into attention, and sessions made with
  * one thread cannot lend their scratch to a two-thread pool: both paths. */
@@ -448,8 +439,9 @@ static void test_multirow_dots_equal_dot(void)
     printf("# dot4/dot8 kernels checked: %d (kernel, type, length) triples\n", checked);
 }
 
-/* lb_matmul of 1..9, 16 and 17 rows (every mix of the 8-, 4- and 1-row
- * kernels) gives each row exactly the scalar reference's dot, on a weight
+/* lb_matmul of 1..17, 19, 21 and 23 rows (every mix of the 8-, 4- and
+ * 1-row kernels, tails of 1..7 rows, and 8-row groups arranged once per
+ * product) gives each row exactly the scalar reference's dot, on a weight
  * whose row count is not a whole number of tiles. */
 static void test_matmul_rows_equal_scalar_dot(void)
 {
@@ -476,7 +468,7 @@ static void test_matmul_rows_equal_scalar_dot(void)
         void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, NMAX) + 64);
         char *act = malloc(ab);                                  /* [ab] one activation row */
         float *y = malloc(NMAX * rows * sizeof *y);              /* [NMAX][rows] */
-        const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 21, 23};
+        const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 21, 23};
         int bad = 0;
         for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]); k++) {
             int n = ns[k];

@@ -250,62 +250,54 @@ static void test_k_rows_equal_reference(void)
     }
 }
 
-/* lb_matmul over 1..17, 19, 21 and 23 activation rows of Q4_0, Q4_K and
- * Q6_K weights whose row count is not a whole number of tiles: each output
- * is vec_dot's, with and without a pool (threads claim tiles in any order).
- * Tails of 5-7 rows take one more 8-row product (padded below 8 rows, the
- * last eight again above); three rows alone take the padded 8-row product,
- * a tail of three after more the last four rows again (4-row kernel). */
+/* lb_matmul over 1..17, 19, 21 and 23 activation rows of a Q4_0 weight
+ * whose row count is not a whole number of tiles: each output is vec_dot's,
+ * with and without a pool (threads claim tiles in any order).  Tails of 5-7
+ * rows take one more 8-row product (padded below 8 rows, the last eight
+ * again above); three rows alone the padded 8-row product, a tail of three
+ * after more the 4-row kernel on the last four.  (Q4_K and Q6_K against the
+ * scalar reference: test_batch.c.) */
 static void test_matmul_rows_equal_dot(void)
 {
     const lb_kernel_set *k = lb_kernels();
-    const struct { uint32_t type; int64_t cols; } ws[] = {
-        {LB_TYPE_Q4_0, 2080},   /* 65 blocks: an odd last one */
-        {LB_TYPE_Q4_K, 2304},   /* 9 super-blocks */
-        {LB_TYPE_Q6_K, 768},
-    };
-    const int64_t rows = 37;
+    const uint32_t t = LB_TYPE_Q4_0;
+    const int64_t rows = 37, cols = 2080;   /* 65 blocks: an odd last one */
+    const lb_quant_traits *q = lb_quant_ref(t);
+    size_t wb = lb_type_row_bytes(t, cols), ab = lb_type_row_bytes(q->act_type, cols);
+    unsigned char *w = malloc((size_t)rows * wb);   /* [rows][wb] */
+    random_rows(w, (size_t)rows * wb);
+    lb_matw mw = {w, t, rows, cols, wb};
     const int64_t ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 21, 23};
+    float *x = malloc(23 * (size_t)cols * sizeof *x);   /* [23][cols] */
+    float *y = malloc(23 * (size_t)rows * sizeof *y);   /* [23][rows] */
+    char *act = malloc(ab);                              /* [ab] one activation row */
+    void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, 23));
     lb_pool *pool = lb_pool_new(2);
-    CHECK(pool != NULL);
-    for (size_t wi = 0; wi < sizeof ws / sizeof ws[0]; wi++) {
-        const uint32_t t = ws[wi].type;
-        const int64_t cols = ws[wi].cols;
-        const lb_quant_traits *q = lb_quant_ref(t);
-        size_t wb = lb_type_row_bytes(t, cols), ab = lb_type_row_bytes(q->act_type, cols);
-        unsigned char *w = malloc((size_t)rows * wb);   /* [rows][wb] */
-        random_rows(w, (size_t)rows * wb);
-        lb_matw mw = {w, t, rows, cols, wb};
-        float *x = malloc(23 * (size_t)cols * sizeof *x);   /* [23][cols] */
-        float *y = malloc(23 * (size_t)rows * sizeof *y);   /* [23][rows] */
-        char *act = malloc(ab);                              /* [ab] one activation row */
-        void *scratch = lb_aligned_alloc(64, lb_matmul_scratch(t, cols, 23) + 64);
-        CHECK(w && x && y && act && scratch);
-        for (int with_pool = 0; with_pool < 2; with_pool++)
-            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
-                int64_t n = ns[ni];
-                for (int64_t i = 0; i < n * cols; i++)
-                    x[i] = (float)(next() >> 8) / 16777216.0f - 0.5f;
-                lb_matmul(with_pool ? pool : NULL, &mw, x, n, y, scratch);
-                int bad = 0;
-                for (int64_t a = 0; a < n; a++) {
-                    k->quantize[q->act_type](x + a * cols, act, cols);
-                    for (int64_t r = 0; r < rows; r++) {
-                        float want;
-                        k->vec_dot[t](cols, &want, w + (size_t)r * wb, act);
-                        bad += memcmp(&want, &y[a * rows + r], sizeof want) != 0;
-                    }
+    CHECK(pool != NULL && scratch != NULL);
+    for (int with_pool = 0; with_pool < 2; with_pool++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            int64_t n = ns[ni];
+            for (int64_t i = 0; i < n * cols; i++)
+                x[i] = (float)(next() >> 8) / 16777216.0f - 0.5f;
+            lb_matmul(with_pool ? pool : NULL, &mw, x, n, y, scratch);
+            int bad = 0;
+            for (int64_t a = 0; a < n; a++) {
+                k->quantize[q->act_type](x + a * cols, act, cols);
+                for (int64_t r = 0; r < rows; r++) {
+                    float want;
+                    k->vec_dot[t](cols, &want, w + (size_t)r * wb, act);
+                    bad += memcmp(&want, &y[a * rows + r], sizeof want) != 0;
                 }
-                CHECKF(bad == 0, "%s type %u n %lld pool %d: %d of %lld outputs differ from vec_dot", k->isa,
-                       (unsigned)t, (long long)n, with_pool, bad, (long long)(n * rows));
             }
-        lb_aligned_free(scratch);
-        free(act);
-        free(y);
-        free(x);
-        free(w);
-    }
+            CHECKF(bad == 0, "%s n %lld pool %d: %d of %lld outputs differ from vec_dot", k->isa, (long long)n,
+                   with_pool, bad, (long long)(n * rows));
+        }
     lb_pool_free(pool);
+    lb_aligned_free(scratch);
+    free(act);
+    free(y);
+    free(x);
+    free(w);
 }
 
 int main(void)
