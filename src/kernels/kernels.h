@@ -26,7 +26,8 @@ typedef void (*lb_gemm8_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, c
 
 /* gemm8 in two parts, for products whose 8 activation rows meet many tiles:
  * gemm8_prep arranges rows act .. act + 7 * act_stride (n columns) into buf
- * (gemm8_prep_bytes(n) bytes, 64-byte aligned; 0: no arranged form for this
+ * (gemm8_prep_bytes(n) bytes, a multiple of 64, the buffer 64-byte aligned;
+ * 0: no arranged form for this
  * n, use gemm8), then gemm8p multiplies any tile with them, with gemm8's
  * results and bits.  Done per call, the arranging cost a short tile a
  * measurable share of its time. */

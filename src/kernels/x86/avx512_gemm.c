@@ -159,10 +159,13 @@ typedef struct pair_prep {
     int16_t (*sub)[8][8];        /* [nb][row][sub-block] sums of 32 activations (Q4_K) */
 } pair_prep;
 
+/* Rounded up to 64 bytes: gemm8_prep's buffers sit one after another, and ap is read with aligned 512-bit loads
+ * (Q4_K's 2464 bytes a block left every other group of an odd nb 32 bytes off). */
 static size_t pair_prep_bytes(int64_t nb, bool q4)
 {
-    return (size_t)nb * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]) +
-                         (q4 ? sizeof(float[8]) + sizeof(int16_t[8][8]) : 0));
+    const size_t b = (size_t)nb * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]) +
+                                   (q4 ? sizeof(float[8]) + sizeof(int16_t[8][8]) : 0));
+    return (b + 63) & ~(size_t)63;
 }
 
 static pair_prep pair_prep_at(void *buf, int64_t nb, bool q4)
