@@ -196,6 +196,54 @@ size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
     return lb_type_row_bytes(q->act_type, cols) * (size_t)n;
 }
 
+/* The first of the product's weights with w[i]'s type: weights of one type share their arranged groups. */
+static int first_of_type(const lb_matw *w, int i)
+{
+    int h = 0;
+    while (w[h].type != w[i].type)
+        h++;
+    return h;
+}
+
+/* A decode-sized batch meets every tile of every weight with the same 8-row
+ * groups: arranged once here for the gemm8p kernels rather than in each
+ * tile's gemm8 call (8 streams: 2.7% of the step's samples were that
+ * arranging).  Sets j->prep and j->prep_bytes and returns the buffer to
+ * free, or NULL (then the tiles take gemm8). */
+static char *arrange_groups(job *j, const lb_kernel_set *k)
+{
+    const lb_matw *w = j->w;
+    const int64_t n = j->n, groups = n / 8 + (n % 8 >= GEMM8_TAIL_MIN);
+    size_t total = 0;
+    for (int i = 0; i < j->nw; i++) {
+        lb_gemm8_prep_bytes_fn bytes = k->gemm8_prep_bytes[w[i].type];
+        j->prep_bytes[i] = bytes && k->gemm8p[w[i].type] ? bytes(w[i].cols) : 0;
+        if (!j->prep_bytes[i])
+            return NULL;
+        if (first_of_type(w, i) == i)
+            total += j->prep_bytes[i] * (size_t)groups;
+    }
+    char *buf = lb_aligned_alloc(64, total);
+    if (!buf)
+        return NULL;
+    size_t off = 0;
+    for (int i = 0; i < j->nw; i++) {
+        const int h = first_of_type(w, i);
+        if (h < i) {
+            j->prep[i] = j->prep[h];
+            continue;
+        }
+        j->prep[i] = buf + off;
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t row = g < n / 8 ? 8 * g : n - 8;   /* the last group: a tail's last eight rows */
+            k->gemm8_prep[w[i].type](w[i].cols, (const char *)j->act + (size_t)row * j->act_row, j->act_row,
+                                     buf + off + (size_t)g * j->prep_bytes[i]);
+        }
+        off += j->prep_bytes[i] * (size_t)groups;
+    }
+    return buf;
+}
+
 static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y, void *scratch,
                 bool converted)
 {
@@ -233,44 +281,7 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
             memcpy(pad + t * j.act_row, (const char *)j.act + (t < n ? t : n - 1) * j.act_row, j.act_row);
         j.pad = pad;
     }
-    /* A decode-sized batch meets every tile of every weight with the same 8-row groups: arranged once here
-     * rather than in each tile's gemm8 call (8 streams: 2.7% of the step's samples were that arranging). */
-    char *prep = NULL;
-    if (n >= 8 && n <= DECODE_TILE_BATCH && k->gemm8p[w[0].type]) {
-        const int64_t groups = n / 8 + (n % 8 >= GEMM8_TAIL_MIN);
-        size_t total = 0;
-        for (int i = 0; i < nw; i++) {
-            size_t b = k->gemm8_prep_bytes[w[i].type] ? k->gemm8_prep_bytes[w[i].type](w[i].cols) : 0;
-            j.prep_bytes[i] = b;
-            if (!b) {
-                total = 0;
-                break;
-            }
-            bool shared = false;
-            for (int h = 0; h < i; h++)
-                shared |= w[h].type == w[i].type;
-            total += shared ? 0 : b * (size_t)groups;
-        }
-        if (total && (prep = lb_aligned_alloc(64, total))) {
-            size_t off = 0;
-            for (int i = 0; i < nw; i++) {
-                int h = 0;
-                while (h < i && w[h].type != w[i].type)
-                    h++;
-                if (h < i) {
-                    j.prep[i] = j.prep[h];
-                    continue;
-                }
-                j.prep[i] = prep + off;
-                for (int64_t g = 0; g < groups; g++) {
-                    const int64_t row = g < n / 8 ? 8 * g : n - 8;
-                    k->gemm8_prep[w[i].type](w[i].cols, (const char *)j.act + (size_t)row * j.act_row, j.act_row,
-                                             prep + off + (size_t)g * j.prep_bytes[i]);
-                }
-                off += j.prep_bytes[i] * (size_t)groups;
-            }
-        }
-    }
+    char *prep = n >= 8 && n <= DECODE_TILE_BATCH ? arrange_groups(&j, k) : NULL;
     lb_pool_run_claimed(pool, dot_rows, &j);
     lb_aligned_free(prep);
     lb_aligned_free(pad);

@@ -337,6 +337,9 @@ static int find_singles(lb_forward *f, const rows *r)
  * on the calling thread in a multi-sequence batch (about 0.1 ms of work). */
 #define SMALL_CHUNK_ATTN 2048
 
+/* A prompt chunk whose attention one thread does in less time than the attention pool's barrier takes. */
+static bool small_chunk(const lb_fwd_seq *sq) { return (int64_t)sq->n * (sq->pos0 + sq->n) <= SMALL_CHUNK_ATTN; }
+
 /* n_single: find_singles' count; rope: the RoPE of the single rows is
  * still to do (and they are all the rows); in: the output projection's
  * conversion to do per row (with rope). */
@@ -356,14 +359,14 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
      * requests restarting together put 7 prompts of ~11 rows in one step). */
     int n_items = n_single;
     for (int i = 0; i < r->n_seq; i++)
-        n_items += r->seq[i].n > 1 && (int64_t)r->seq[i].n * (r->seq[i].pos0 + r->seq[i].n) <= SMALL_CHUNK_ATTN;
+        n_items += r->seq[i].n > 1 && small_chunk(&r->seq[i]);
     const bool spread = n_items >= lb_pool_size(pool);
     n_items = n_single;
     for (int i = 0, row = 0; i < r->n_seq; row += r->seq[i++].n) {
         const lb_fwd_seq *sq = &r->seq[i];
         if (sq->n == 1 && spread)
             continue;
-        if (spread && (int64_t)sq->n * (sq->pos0 + sq->n) <= SMALL_CHUNK_ATTN) {
+        if (spread && small_chunk(sq)) {
             f->single_idx[n_items] = i;
             f->single_row[n_items++] = row;
             continue;
@@ -377,8 +380,7 @@ static lb_status store_and_attend(lb_forward *f, const lb_hparams *hp, const row
              * (a chat turn joining the batch): then the calling thread does it in less time than a
              * barrier with a descheduled worker, which is what every step of the other streams waits
              * for.  Rows never depend on the thread that computes them. */
-            int64_t work = (int64_t)sq->n * (sq->pos0 + sq->n);
-            lb_pool *ap = work <= SMALL_CHUNK_ATTN ? NULL : r->attn_pool;
+            lb_pool *ap = small_chunk(sq) ? NULL : r->attn_pool;
             sq->kv.attend(sq->kv.ctx, il, sq->pos0, sq->n, f->q + row * Q, f->att + row * Q, ap);
         }
     }
