@@ -57,8 +57,10 @@ typedef struct lb_fmath {
     /* out[g * out_stride + r] = dot64(n, n_vec, a + r * stride, b + g *
      * b_stride) for r < rows, g < nb, bit for bit: attention's transposed
      * values against the probabilities of the nb query heads that share
-     * them, each value row widened once for all heads.  Optional (NULL:
-     * callers use dot64_rows per head). */
+     * them, each value row widened once for all heads.  A row of a may be
+     * read up to n rounded up to 8 (whole 16-byte loads, the positions past
+     * n masked off): the KV cache's value rows have room to n_ctx rounded up
+     * to 32.  Optional (NULL: callers use dot64_rows per head). */
     void (*dot64_values)(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, size_t stride, const lb_f16 *b,
                          size_t b_stride, int nb, float *out, size_t out_stride);
     /* The transformer block's elementwise steps (model/ops.c says why each

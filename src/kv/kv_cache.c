@@ -63,7 +63,8 @@ static size_t cache_bytes(const lb_hparams *hp, int n_ctx)
  * positions of a head's 64 value rows; 2 KiB apart (a context of 1024)
  * every row fell in the same two L1 sets.  (Measured together with
  * prefetch_head below; on its own its effect was within this machine's
- * noise.) */
+ * noise.)  The rounding is also the room dot64_values reads past a row's
+ * last position into (fmath.h). */
 static int v_stride_for(int n_ctx)
 {
     int s = (n_ctx + 31) / 32 * 32;

@@ -5,6 +5,7 @@
 #include "kernels/fmath.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels/x86/k_common.h"
@@ -60,6 +61,15 @@ static inline __m256 ld16_part(const lb_f16 *p, int64_t r)
         }
     }
     return _mm256_cvtph_ps(h);
+}
+
+/* ld16 of the words keep selects, the rest zero, from a whole 16-byte load:
+ * for rows that may be read past their end (dot64_values' value rows).  A
+ * masked load stalled here: half of the value pass's time at 8 decode
+ * streams sat on the instruction after VPMASKMOVD (Zen 4). */
+static inline __m256 ld16_keep(const lb_f16 *p, __m128i keep)
+{
+    return _mm256_cvtph_ps(_mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)p), keep));
 }
 
 /* d[0..nv64) = b[0..nv) widened, then zeros (the probabilities of a value
@@ -193,17 +203,20 @@ static inline void transpose8(__m256 v[8])
  * 20 positions against 3.9 at 64). */
 static inline __attribute__((always_inline)) void dot64_tails8(int ng, int64_t n, int64_t n_vec, const lb_f16 *a,
                                                                size_t stride, const lb_f16 *b, __m256d *lo,
-                                                               __m256d *hi)
+                                                               __m256d *hi, const bool a_padded)
 {
     for (int64_t i = n_vec; i < n; i += 8) {
         const int64_t m = n - i;   /* positions left; >= 8: a whole block */
         const __m256 bv = ld16_part(b + i, m);
+        const __m128i keep = _mm_cmpgt_epi16(_mm_set1_epi16((short)(m < 8 ? m : 8)), _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
         for (int g = 0; g < ng; g++) {
             const lb_f16 *ag = a + (size_t)(8 * g) * stride + i;
             __m256 p[8];   /* [row], then [position] */
             _Pragma("GCC unroll 8")
             for (int k = 0; k < 8; k++)
-                p[k] = _mm256_mul_ps(ld16_part(ag + (size_t)k * stride, m), bv);
+                p[k] = _mm256_mul_ps(a_padded ? ld16_keep(ag + (size_t)k * stride, keep)
+                                              : ld16_part(ag + (size_t)k * stride, m),
+                                     bv);
             transpose8(p);
             __m256d l = lo[g], h = hi[g];
             _Pragma("GCC unroll 8")
@@ -332,7 +345,7 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
                 lo[g] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
                 hi[g] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
             }
-            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b, lo, hi);
+            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b, lo, hi, false);
             for (int g = 0; g < ng; g++, r += 8) {
                 const __m256 sum = _mm256_set_m128(_mm256_cvtpd_ps(hi[g]), _mm256_cvtpd_ps(lo[g]));
                 _mm256_storeu_ps(out + r, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
@@ -382,9 +395,7 @@ static inline __attribute__((always_inline)) void values_groups8(const int nb, i
                     acc[h] = _mm256_fmadd_ps(av, _mm256_load_ps(bs + h * bs_stride + i + 8 * j), acc[h]);
             }
             if (i < nv) {
-                const __m256 av = _mm256_cvtph_ps(
-                    _mm_and_si128(_mm_maskload_epi32((const int *)(const void *)(ar + i + 8 * j), pm[2 * j]),
-                                  pm[2 * j + 1]));
+                const __m256 av = ld16_keep(ar + i + 8 * j, pm[2 * j + 1]);
                 _Pragma("GCC unroll 8")
             for (int h = 0; h < nb; h++)
                     acc[h] = _mm256_fmadd_ps(av, _mm256_load_ps(bs + h * bs_stride + i + 8 * j), acc[h]);
@@ -429,7 +440,7 @@ static inline __attribute__((always_inline)) void values_nb(const int nb, int64_
             }
         }
         for (int h = 0; h < nb; h++) {
-            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b + (size_t)h * b_stride, lo[h], hi[h]);
+            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b + (size_t)h * b_stride, lo[h], hi[h], true);
             for (int g = 0; g < ng; g++)
                 _mm256_storeu_ps(out + (size_t)h * out_stride + r + 8 * g,
                                  _mm256_set_m128(_mm256_cvtpd_ps(hi[h][g]), _mm256_cvtpd_ps(lo[h][g])));
