@@ -29,12 +29,15 @@ typedef void (*lb_gemm8_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, c
  * (gemm8_prep_bytes(n) bytes, a multiple of 64, the buffer 64-byte aligned;
  * 0: no arranged form for this
  * n, use gemm8), then gemm8p multiplies any tile with them, with gemm8's
- * results and bits.  Done per call, the arranging cost a short tile a
- * measurable share of its time. */
+ * results and bits, for rows j0..7 of the eight only (0 <= j0 < 8; s is row
+ * 0's, and the rows before j0 are not written).  Done per call, the
+ * arranging cost a short tile a measurable share of its time; a tail of
+ * fewer than 8 rows arranged as the last rows of eight pays for its row
+ * pairs, not for eight rows. */
 typedef size_t (*lb_gemm8_prep_bytes_fn)(int64_t n);
 typedef void (*lb_gemm8_prep_fn)(int64_t n, const void *act, size_t act_stride, void *buf);
 typedef void (*lb_gemm8p_fn)(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                             const void *buf);
+                             const void *buf, int j0);
 
 /* Four weight rows (w_stride bytes apart) against one activation row:
  * s[r] = vec_dot(n, row r, act) for r < 4, bit-identical to vec_dot (decode:

@@ -32,13 +32,22 @@
 #define DECODE_TILE_BATCH 32
 #define DECODE_TILE_MAX 256
 
-/* Rows past the last multiple of 8 from which one more 8-row product (gemm8)
+/* For types without arranged rows (gemm8p; see PAIRS_TAIL_MIN for those):
+ * rows past the last multiple of 8 from which one more 8-row product (gemm8)
  * beats the 4-row and single-row kernels: techdocs-28M Q4_K_M decode steps of
  * 5, 6 and 7 rows took 2.13, 2.78 and 3.31 ms against 1.98 ms for 8 (4: 1.55).
  * Three rows are no cheaper as single rows either: alone they take the padded
  * 8-row product, after more rows the 4-row kernel on the last four (paired
  * runs: 3 streams +14%, 11 streams +6%). */
 #define GEMM8_TAIL_MIN 5
+/* Tails (after 8-row groups) and batches (under 8 rows) from which arranged
+ * rows (gemm8p, where a type has it) take the row pairs that hold them
+ * rather than the 4-row and single-row kernels: techdocs-28M Q4_K_M, paired
+ * runs, 2 to 7 streams +45%, +32%, +27%, +13%, +12%, +2%; 11 streams +15%;
+ * prompts of 10, 11, 12, 14 tokens +23%, +13%, +12%, +7%.  A tail of one
+ * row was no faster either way (pp9, 9 streams: 1.007, 0.993). */
+#define PAIRS_TAIL_MIN 2
+#define PAIRS_SMALL_MIN 2
 /* Largest padded copy of fewer than 8 activation rows (8 rows of 64 A8_K blocks). */
 #define PAD_MAX_BYTES (8 * 64 * 292)
 
@@ -99,10 +108,26 @@ static void dot_tile(const job *j, int wi, float *y, const lb_kernel_set *k, int
     for (; gemm8 && t + 8 <= j->n; t += 8) {
         if (prep)
             gemm8p(w->cols, r1 - r0, y + t * w->rows + r0, w->rows, wt, w->row_bytes,
-                   prep + (size_t)(t / 8) * j->prep_bytes[wi]);
+                   prep + (size_t)(t / 8) * j->prep_bytes[wi], 0);
         else
             gemm8(w->cols, r1 - r0, y + t * w->rows + r0, w->rows, wt, w->row_bytes,
                   (const char *)j->act + (size_t)t * j->act_row, j->act_row);
+    }
+    /* Arranged rows: a tail is the last rows of the last arranged eight (the rows of a batch under 8, after
+     * copies of its first), and the kernel computes only the pairs that hold it. */
+    if (prep && t < j->n && j->n - t >= (j->n < 8 ? PAIRS_SMALL_MIN : PAIRS_TAIL_MIN)) {
+        const int m = (int)(j->n - t);
+        const char *last = prep + (size_t)(j->n / 8) * j->prep_bytes[wi];
+        if (j->n >= 8) {
+            gemm8p(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes, last, 8 - m);
+            t = j->n;
+        } else if (r1 - r0 <= DECODE_TILE_MAX) {
+            float out[8 * DECODE_TILE_MAX];   /* [8][r1 - r0], rows 8 - m .. 7 written */
+            gemm8p(w->cols, r1 - r0, out, r1 - r0, wt, w->row_bytes, last, 8 - m);
+            for (int q = 0; q < m; q++)
+                memcpy(y + q * w->rows + r0, out + (8 - m + q) * (r1 - r0), (size_t)(r1 - r0) * sizeof *out);
+            t = j->n;
+        }
     }
     /* A tail of GEMM8_TAIL_MIN or more rows takes one more 8-row product: the last eight rows again (their
      * results are the same bits, written twice by this thread), or for fewer than 8 rows in all the padded
@@ -110,7 +135,7 @@ static void dot_tile(const job *j, int wi, float *y, const lb_kernel_set *k, int
     if (gemm8 && j->n - t >= GEMM8_TAIL_MIN && j->n >= 8) {
         if (prep)
             gemm8p(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
-                   prep + (size_t)(j->n / 8) * j->prep_bytes[wi]);
+                   prep + (size_t)(j->n / 8) * j->prep_bytes[wi], 0);
         else
             gemm8(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
                   (const char *)j->act + (size_t)(j->n - 8) * j->act_row, j->act_row);
@@ -213,7 +238,7 @@ static int first_of_type(const lb_matw *w, int i)
 static char *arrange_groups(job *j, const lb_kernel_set *k)
 {
     const lb_matw *w = j->w;
-    const int64_t n = j->n, groups = n / 8 + (n % 8 >= GEMM8_TAIL_MIN);
+    const int64_t n = j->n, groups = n < 8 ? 1 : n / 8 + (n % 8 >= PAIRS_TAIL_MIN);
     size_t total = 0;
     for (int i = 0; i < j->nw; i++) {
         lb_gemm8_prep_bytes_fn bytes = k->gemm8_prep_bytes[w[i].type];
@@ -223,9 +248,17 @@ static char *arrange_groups(job *j, const lb_kernel_set *k)
         if (first_of_type(w, i) == i)
             total += j->prep_bytes[i] * (size_t)groups;
     }
-    char *buf = lb_aligned_alloc(64, total);
+    /* fewer than 8 rows: copies of the first, then the n rows (their tail is the last n of eight) */
+    char *buf = lb_aligned_alloc(64, total + (n < 8 ? 8 * j->act_row : 0));
     if (!buf)
         return NULL;
+    const char *src = j->act;
+    if (n < 8) {
+        char *pad = buf + total;
+        for (int64_t t = 0; t < 8; t++)
+            memcpy(pad + t * j->act_row, (const char *)j->act + (t < 8 - n ? 0 : t - (8 - n)) * j->act_row, j->act_row);
+        src = pad;
+    }
     size_t off = 0;
     for (int i = 0; i < j->nw; i++) {
         const int h = first_of_type(w, i);
@@ -235,8 +268,8 @@ static char *arrange_groups(job *j, const lb_kernel_set *k)
         }
         j->prep[i] = buf + off;
         for (int64_t g = 0; g < groups; g++) {
-            const int64_t row = g < n / 8 ? 8 * g : n - 8;   /* the last group: a tail's last eight rows */
-            k->gemm8_prep[w[i].type](w[i].cols, (const char *)j->act + (size_t)row * j->act_row, j->act_row,
+            const int64_t row = n < 8 ? 0 : g < n / 8 ? 8 * g : n - 8;   /* the last group: a tail's last eight rows */
+            k->gemm8_prep[w[i].type](w[i].cols, src + (size_t)row * j->act_row, j->act_row,
                                      buf + off + (size_t)g * j->prep_bytes[i]);
         }
         off += j->prep_bytes[i] * (size_t)groups;
@@ -274,14 +307,14 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
         else if (!converted)
             lb_pool_run_claimed(pool, quantize_rows, &j);
     }
+    char *prep = n >= (n < 8 ? PAIRS_SMALL_MIN : 8) && n <= DECODE_TILE_BATCH ? arrange_groups(&j, k) : NULL;
     char *pad = NULL;
-    if ((n >= GEMM8_TAIL_MIN || n == 3) && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
+    if (!prep && (n >= GEMM8_TAIL_MIN || n == 3) && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
         (pad = lb_aligned_alloc(64, 8 * j.act_row))) {
         for (int64_t t = 0; t < 8; t++)
             memcpy(pad + t * j.act_row, (const char *)j.act + (t < n ? t : n - 1) * j.act_row, j.act_row);
         j.pad = pad;
     }
-    char *prep = n >= 8 && n <= DECODE_TILE_BATCH ? arrange_groups(&j, k) : NULL;
     lb_pool_run_claimed(pool, dot_rows, &j);
     lb_aligned_free(prep);
     lb_aligned_free(pad);

@@ -101,15 +101,16 @@ static void q4_K_act_tables(const void *act, size_t act_stride, int64_t nb, floa
 }
 
 /* dot_q4_K's 4-lane min sums of one block for the 8 rows, rows 2p | 2p+1 in
- * accm[p]: sm16 the block's [8 scales, 8 mins], ad its rows' activation
- * scales [8], sub their sub-block sums [8][8]. */
-static inline void q4_K_mins(__m256 accm[4], __m256i sm16, lb_f16 dmin, const float *ad, const int16_t (*sub)[8])
+ * accm[p] (pairs p0..3): sm16 the block's [8 scales, 8 mins], ad its rows'
+ * activation scales [8], sub their sub-block sums [8][8]. */
+static inline __attribute__((always_inline)) void q4_K_mins(const int p0, __m256 accm[4], __m256i sm16, lb_f16 dmin,
+                                                            const float *ad, const int16_t (*sub)[8])
 {
     const __m256i mn16 = _mm256_permute4x64_epi64(sm16, 0xee);   /* the 8 mins, twice */
     /* the reference's (-d_a) * dmin_w: the same float, rounding is symmetric */
     const __m256 dm8 = _mm256_mul_ps(_mm256_load_ps(ad), _mm256_set1_ps(-h2f(dmin)));
     _Pragma("GCC unroll 4")
-    for (int p = 0; p < 4; p++) {
+    for (int p = p0; p < 4; p++) {
         /* a permutation, not broadcast loads of values just stored, which wait for store
          * forwarding here (8% slower) */
         __m256 dmp = _mm256_permutevar8x32_ps(
@@ -119,13 +120,15 @@ static inline void q4_K_mins(__m256 accm[4], __m256i sm16, lb_f16 dmin, const fl
     }
 }
 
-/* Weight row r's results for the 8 rows: acc[j] row j's 8-lane scale sums,
- * accm as in q4_K_mins. */
-static inline void q4_K_store(float *s, int64_t s_stride, int64_t r, const __m256 acc[8], const __m256 accm[4])
+/* Weight row r's results for rows j0..7 of the 8 (pairs p0 = j0/2 ..3):
+ * acc[j] row j's 8-lane scale sums, accm as in q4_K_mins. */
+static inline __attribute__((always_inline)) void q4_K_store(const int p0, int j0, float *s, int64_t s_stride,
+                                                             int64_t r, const __m256 acc[8], const __m256 accm[4])
 {
     _Pragma("GCC unroll 4")
-    for (int p = 0; p < 4; p++) {
-        s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
+    for (int p = p0; p < 4; p++) {
+        if (2 * p >= j0)
+            s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
         s[(2 * p + 1) * s_stride + r] = hsum8(acc[2 * p + 1]) + hsum4(_mm256_extractf128_ps(accm[p], 1));
     }
 }
@@ -189,8 +192,11 @@ static void q4_K_pairs_prep(int64_t nb, const void *act, size_t act_stride, cons
     pair_rows(act, act_stride, nb, _mm256_setzero_si256(), pp->ap, pp->adp);
 }
 
-static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                            const pair_prep *pp)
+/* Rows j0..7 of the arranged eight, j0 / 2 = p0 (a constant: the pairs' loops unroll): a tail of fewer than 8
+ * rows pays for its pairs only, not for eight rows. */
+static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, int j0, int64_t nb, int64_t nw,
+                                                                  float *s, int64_t s_stride, const void *w,
+                                                                  size_t w_stride, const pair_prep *pp)
 {
     int8_t (*const ap)[4][4][2][64] = pp->ap;
     float (*const adp)[4][16] = pp->adp;
@@ -203,7 +209,7 @@ static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, 
         __m512 acc[4];    /* [pair p]: dot_q4_K's 8-lane scale sums of rows 2p | 2p+1 */
         __m256 accm[4];   /* [pair p]: its 4-lane min sums of rows 2p | 2p+1 */
         _Pragma("GCC unroll 4")
-        for (int p = 0; p < 4; p++) {
+        for (int p = p0; p < 4; p++) {
             acc[p] = _mm512_setzero_ps();
             accm[p] = _mm256_setzero_ps();
         }
@@ -222,7 +228,7 @@ static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, 
             const __m512i start = _mm512_set1_epi32(-8192 * (scw[0] + scw[2] + scw[4] + scw[6]));
             const __m512 dw = _mm512_set1_ps(h2f(b[i].d));
             _Pragma("GCC unroll 4")
-            for (int p = 0; p < 4; p++) {
+            for (int p = p0; p < 4; p++) {
                 __m512i isum = start;
                 _Pragma("GCC unroll 4")
                 for (int c = 0; c < 4; c++) {
@@ -233,15 +239,31 @@ static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, 
                 }
                 acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
             }
-            q4_K_mins(accm, sm16, b[i].dmin, ad[i], sub[i]);
+            q4_K_mins(p0, accm, sm16, b[i].dmin, ad[i], sub[i]);
         }
         __m256 rows[8];   /* [row] acc's halves */
         _Pragma("GCC unroll 4")
-        for (int p = 0; p < 4; p++) {
+        for (int p = p0; p < 4; p++) {
             rows[2 * p] = _mm512_castps512_ps256(acc[p]);
             rows[2 * p + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
         }
-        q4_K_store(s, s_stride, r, rows, accm);
+        q4_K_store(p0, j0, s, s_stride, r, rows, accm);
+    }
+}
+
+static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                            const pair_prep *pp, int j0)
+{
+    switch (j0 / 2) {   /* eight rows (j0 0) the common case, with nothing to skip */
+    case 0:
+        if (j0 == 0)
+            q4_K_pairs_rows(0, 0, nb, nw, s, s_stride, w, w_stride, pp);
+        else
+            q4_K_pairs_rows(0, 1, nb, nw, s, s_stride, w, w_stride, pp);
+        break;
+    case 1: q4_K_pairs_rows(1, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
+    case 2: q4_K_pairs_rows(2, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
+    default: q4_K_pairs_rows(3, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
     }
 }
 
@@ -252,7 +274,7 @@ static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
                                              sizeof(int16_t[8][8]))];
     const pair_prep pp = pair_prep_at(buf, nb, true);
     q4_K_pairs_prep(nb, act, act_stride, &pp);
-    q4_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp);
+    q4_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp, 0);
 }
 
 static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
@@ -323,9 +345,9 @@ static void gemm8_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const 
             _Pragma("GCC unroll 8")
             for (int j = 0; j < 8; j++)
                 acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[j]), _mm256_cvtepi32_ps(isum[j]), acc[j]);
-            q4_K_mins(accm, sm16, b[i].dmin, ad[i], sub[i]);
+            q4_K_mins(0, accm, sm16, b[i].dmin, ad[i], sub[i]);
         }
-        q4_K_store(s, s_stride, r, acc, accm);
+        q4_K_store(0, 0, s, s_stride, r, acc, accm);
     }
 }
 
@@ -393,8 +415,10 @@ static void q6_K_pairs_prep(int64_t nb, const void *act, size_t act_stride, cons
 }
 
 /* ap here: a + 128 as bytes ([block][pair p][chunk pair m][first, second]), the sign-bit flip done once per prep. */
-static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                            const pair_prep *pp)
+/* Rows j0..7 of the arranged eight, j0 / 2 = p0, as q4_K_pairs_rows. */
+static inline __attribute__((always_inline)) void q6_K_pairs_rows(const int p0, int j0, int64_t nb, int64_t nw,
+                                                                  float *s, int64_t s_stride, const void *w,
+                                                                  size_t w_stride, const pair_prep *pp)
 {
     int8_t (*const ap)[4][4][2][64] = pp->ap;
     float (*const adp)[4][16] = pp->adp;
@@ -402,7 +426,7 @@ static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, 
         const lb_block_q6_K *b = (const lb_block_q6_K *)((const char *)w + (size_t)r * w_stride);
         __m512 acc[4];   /* [pair p]: dot_q6_K's 8-lane sums of rows 2p | 2p+1 */
         _Pragma("GCC unroll 4")
-        for (int p = 0; p < 4; p++)
+        for (int p = p0; p < 4; p++)
             acc[p] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             __m256i v[8], scp[4], start;
@@ -417,24 +441,41 @@ static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, 
             const __m512i startz = _mm512_broadcast_i64x4(start);
             const __m512 dw = _mm512_set1_ps(h2f(b[i].d));
             _Pragma("GCC unroll 4")
-            for (int p = 0; p < 4; p++) {
+            for (int p = p0; p < 4; p++) {
                 __m512i isum = startz;
                 _Pragma("GCC unroll 4")
                 for (int m = 0; m < 4; m++) {
-                    __m512i p0 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][0]), vz[2 * m]);
-                    __m512i p1 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][1]), vz[2 * m + 1]);
-                    /* pack_words: p0's lanes in the low words, p1's in the high ones */
-                    __m512i pk = _mm512_mask_blend_epi16(0xAAAAAAAAu, p0, _mm512_slli_epi32(p1, 16));
+                    __m512i d0 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][0]), vz[2 * m]);
+                    __m512i d1 = _mm512_dpbusd_epi32(zero512(), _mm512_load_si512(ap[i][p][m][1]), vz[2 * m + 1]);
+                    /* pack_words: d0's lanes in the low words, d1's in the high ones */
+                    __m512i pk = _mm512_mask_blend_epi16(0xAAAAAAAAu, d0, _mm512_slli_epi32(d1, 16));
                     isum = _mm512_dpwssd_epi32(isum, pk, spz[m]);
                 }
                 acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
             }
         }
         _Pragma("GCC unroll 4")
-        for (int p = 0; p < 4; p++) {
-            s[(2 * p) * s_stride + r] = hsum8(_mm512_castps512_ps256(acc[p]));
+        for (int p = p0; p < 4; p++) {
+            if (2 * p >= j0)
+                s[(2 * p) * s_stride + r] = hsum8(_mm512_castps512_ps256(acc[p]));
             s[(2 * p + 1) * s_stride + r] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
         }
+    }
+}
+
+static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
+                            const pair_prep *pp, int j0)
+{
+    switch (j0 / 2) {   /* eight rows (j0 0) the common case, with nothing to skip */
+    case 0:
+        if (j0 == 0)
+            q6_K_pairs_rows(0, 0, nb, nw, s, s_stride, w, w_stride, pp);
+        else
+            q6_K_pairs_rows(0, 1, nb, nw, s, s_stride, w, w_stride, pp);
+        break;
+    case 1: q6_K_pairs_rows(1, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
+    case 2: q6_K_pairs_rows(2, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
+    default: q6_K_pairs_rows(3, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
     }
 }
 
@@ -444,7 +485,7 @@ static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride,
     _Alignas(64) char buf[PAIR_MAX_BLOCKS * (sizeof(int8_t[4][4][2][64]) + sizeof(float[4][16]))];
     const pair_prep pp = pair_prep_at(buf, nb, false);
     q6_K_pairs_prep(nb, act, act_stride, &pp);
-    q6_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp);
+    q6_K_pairs_core(nb, nw, s, s_stride, w, w_stride, &pp, 0);
 }
 
 static void gemm8_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
@@ -531,17 +572,17 @@ static void gemm8_prep_q6_K(int64_t n, const void *act, size_t act_stride, void 
 }
 
 static void gemm8p_q4_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                        const void *buf)
+                        const void *buf, int j0)
 {
     const pair_prep pp = pair_prep_at((void *)(uintptr_t)buf, n / LB_QK_K, true);
-    q4_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp);
+    q4_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp, j0);
 }
 
 static void gemm8p_q6_K(int64_t n, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
-                        const void *buf)
+                        const void *buf, int j0)
 {
     const pair_prep pp = pair_prep_at((void *)(uintptr_t)buf, n / LB_QK_K, false);
-    q6_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp);
+    q6_K_pairs_core(n / LB_QK_K, nw, s, s_stride, w, w_stride, &pp, j0);
 }
 
 void lb__kernels_register_avx512_gemm(lb_kernel_set *k)
