@@ -4,11 +4,14 @@
  * activation row passes over it. */
 #include "matmul.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/once.h"
 #include "kernels.h"
 
 /* Rows per tile: small enough that a tile of the widest rows (f32, 5632
@@ -48,6 +51,12 @@
  * row was no faster either way (pp9, 9 streams: 1.007, 0.993). */
 #define PAIRS_TAIL_MIN 2
 #define PAIRS_SMALL_MIN 2
+/* Where neither exists but the 8-row kernel vec_dot8 does (AVX2 without
+ * AVX-512): rows from which it beats the 4-row and single-row kernels on a
+ * tail or a batch under 8 (LB_ISA=avx2, paired runs against the 4-row
+ * kernel and single rows: 5 streams 0.868, 6: 1.047, 7: 1.243, 13: 0.929,
+ * 14: 1.040). */
+#define DOT8_TAIL_MIN 6
 /* Largest padded copy of fewer than 8 activation rows (8 rows of 64 A8_K blocks). */
 #define PAD_MAX_BYTES (8 * 64 * 292)
 
@@ -80,6 +89,13 @@ typedef struct job {
     atomic_int_fast64_t next_tile;
     atomic_int_fast64_t next_act;   /* next activation row to convert */
 } job;
+
+/* lb__matmul_force_kernels' set, or NULL: the dispatched one. */
+static const lb_kernel_set *g_forced;
+
+void lb__matmul_force_kernels(const lb_kernel_set *k) { g_forced = k; }
+
+static const lb_kernel_set *kernels(void) { return g_forced ? g_forced : lb_kernels(); }
 
 static void quantize_rows(void *ctx, int ith, int nth)
 {
@@ -153,6 +169,24 @@ static void dot_tile(const job *j, int wi, float *y, const lb_kernel_set *k, int
         for (int64_t r = r0; r < r1; r++)
             dot8(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
     }
+    /* A tail of DOT8_TAIL_MIN or more rows: the 8-row kernel once more, on the last eight rows (some results
+     * written twice, the same bits) or on the padded copy of a batch under 8. */
+    if (dot8 && j->n - t >= DOT8_TAIL_MIN) {
+        if (j->n >= 8) {
+            const void *a = (const char *)j->act + (size_t)(j->n - 8) * j->act_row;
+            float *yt = y + (j->n - 8) * w->rows;
+            for (int64_t r = r0; r < r1; r++)
+                dot8(w->cols, &yt[r], w->rows, (const char *)w->data + (size_t)r * w->row_bytes, a, j->act_row);
+            t = j->n;
+        } else if (j->pad && r1 - r0 <= DECODE_TILE_MAX) {
+            float out[8 * DECODE_TILE_MAX];   /* [8][r1 - r0] */
+            for (int64_t r = r0; r < r1; r++)
+                dot8(w->cols, &out[r - r0], r1 - r0, (const char *)w->data + (size_t)r * w->row_bytes, j->pad,
+                     j->act_row);
+            for (; t < j->n; t++)
+                memcpy(y + t * w->rows + r0, out + t * (r1 - r0), (size_t)(r1 - r0) * sizeof *out);
+        }
+    }
     for (; dot4 && t + 4 <= j->n; t += 4) {
         const void *a = (const char *)j->act + (size_t)t * j->act_row;
         float *yt = y + t * w->rows;
@@ -183,7 +217,7 @@ static void dot_tile(const job *j, int wi, float *y, const lb_kernel_set *k, int
 static void dot_rows(void *ctx, int ith, int nth)
 {
     job *j = ctx;
-    const lb_kernel_set *k = lb_kernels();
+    const lb_kernel_set *k = kernels();
     (void)ith;
     (void)nth;
     for (;;) {
@@ -211,6 +245,7 @@ void lb_matmul_set_observer(lb_matmul_observer fn, void *user)
     g_observer_user = user;
 }
 
+
 size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
 {
     const lb_quant_traits *q = lb_quant_ref(type);
@@ -230,12 +265,60 @@ static int first_of_type(const lb_matw *w, int i)
     return h;
 }
 
+/* The calling thread's buffer for arranged rows and padded copies, kept from
+ * product to product and grown as needed: a decode step makes dozens of
+ * products of a few microseconds each, and a heap block apiece showed as
+ * resident memory growth under ASan (whose quarantine keeps freed blocks). */
+typedef struct thread_buf {
+    void *p;
+    size_t n;
+} thread_buf;
+
+static pthread_key_t g_buf_key;
+static bool g_buf_key_ok;
+static lb_once g_buf_once = LB_ONCE_INIT;
+
+static void thread_buf_free(void *v)
+{
+    thread_buf *b = v;
+    lb_aligned_free(b->p);
+    free(b);
+}
+
+static void thread_buf_init(void) { g_buf_key_ok = pthread_key_create(&g_buf_key, thread_buf_free) == 0; }
+
+/* 64-byte aligned room for n bytes, valid until this thread's next call; NULL if out of memory. */
+static void *thread_buf_get(size_t n)
+{
+    lb_once_run(&g_buf_once, thread_buf_init);
+    if (!g_buf_key_ok)
+        return NULL;
+    thread_buf *b = pthread_getspecific(g_buf_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)))
+            return NULL;
+        if (pthread_setspecific(g_buf_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->n < n) {
+        void *p = lb_aligned_alloc(64, n);
+        if (!p)
+            return NULL;
+        lb_aligned_free(b->p);
+        b->p = p;
+        b->n = n;
+    }
+    return b->p;
+}
+
 /* A decode-sized batch meets every tile of every weight with the same 8-row
  * groups: arranged once here for the gemm8p kernels rather than in each
  * tile's gemm8 call (8 streams: 2.7% of the step's samples were that
- * arranging).  Sets j->prep and j->prep_bytes and returns the buffer to
- * free, or NULL (then the tiles take gemm8). */
-static char *arrange_groups(job *j, const lb_kernel_set *k)
+ * arranging).  Sets j->prep and j->prep_bytes (in the thread's buffer) and
+ * returns whether it did (if not, the tiles take gemm8). */
+static bool arrange_groups(job *j, const lb_kernel_set *k)
 {
     const lb_matw *w = j->w;
     const int64_t n = j->n, groups = n < 8 ? 1 : n / 8 + (n % 8 >= PAIRS_TAIL_MIN);
@@ -244,14 +327,14 @@ static char *arrange_groups(job *j, const lb_kernel_set *k)
         lb_gemm8_prep_bytes_fn bytes = k->gemm8_prep_bytes[w[i].type];
         j->prep_bytes[i] = bytes && k->gemm8p[w[i].type] ? bytes(w[i].cols) : 0;
         if (!j->prep_bytes[i])
-            return NULL;
+            return false;
         if (first_of_type(w, i) == i)
             total += j->prep_bytes[i] * (size_t)groups;
     }
     /* fewer than 8 rows: copies of the first, then the n rows (their tail is the last n of eight) */
-    char *buf = lb_aligned_alloc(64, total + (n < 8 ? 8 * j->act_row : 0));
+    char *buf = thread_buf_get(total + (n < 8 ? 8 * j->act_row : 0));
     if (!buf)
-        return NULL;
+        return false;
     const char *src = j->act;
     if (n < 8) {
         char *pad = buf + total;
@@ -274,13 +357,13 @@ static char *arrange_groups(job *j, const lb_kernel_set *k)
         }
         off += j->prep_bytes[i] * (size_t)groups;
     }
-    return buf;
+    return true;
 }
 
 static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t n, float *const *y, void *scratch,
                 bool converted)
 {
-    const lb_kernel_set *k = lb_kernels();
+    const lb_kernel_set *k = kernels();
     const lb_quant_traits *q = lb_quant_ref(w[0].type);
     job j = {w, y, nw, {0}, {0}, x, n, w[0].cols, (void *)(uintptr_t)x, (size_t)w[0].cols * sizeof(float), NULL,
              NULL, {NULL}, {0}, 0, 0};
@@ -307,17 +390,17 @@ static void run(lb_pool *pool, const lb_matw *w, int nw, const float *x, int64_t
         else if (!converted)
             lb_pool_run_claimed(pool, quantize_rows, &j);
     }
-    char *prep = n >= (n < 8 ? PAIRS_SMALL_MIN : 8) && n <= DECODE_TILE_BATCH ? arrange_groups(&j, k) : NULL;
+    const bool arranged = n >= (n < 8 ? PAIRS_SMALL_MIN : 8) && n <= DECODE_TILE_BATCH && arrange_groups(&j, k);
     char *pad = NULL;
-    if (!prep && (n >= GEMM8_TAIL_MIN || n == 3) && n < 8 && k->gemm8[w[0].type] && 8 * j.act_row <= PAD_MAX_BYTES &&
-        (pad = lb_aligned_alloc(64, 8 * j.act_row))) {
+    if (!arranged && n < 8 &&
+        ((k->gemm8[w[0].type] && (n >= GEMM8_TAIL_MIN || n == 3)) || (k->vec_dot8[w[0].type] && n >= DOT8_TAIL_MIN)) &&
+        8 * j.act_row <= PAD_MAX_BYTES &&
+        (pad = thread_buf_get(8 * j.act_row))) {
         for (int64_t t = 0; t < 8; t++)
             memcpy(pad + t * j.act_row, (const char *)j.act + (t < n ? t : n - 1) * j.act_row, j.act_row);
         j.pad = pad;
     }
     lb_pool_run_claimed(pool, dot_rows, &j);
-    lb_aligned_free(prep);
-    lb_aligned_free(pad);
 }
 
 void lb_matmul(lb_pool *pool, const lb_matw *w, const float *x, int64_t n, float *y, void *scratch)

@@ -70,4 +70,11 @@ typedef void (*lb_matmul_observer)(void *user, const void *weight_data, int64_t 
                                    const float *x, int64_t n);
 void lb_matmul_set_observer(lb_matmul_observer fn, void *user);
 
+/* For tests: the kernel set lb_matmul and lb_matmul_fused use instead of the
+ * dispatched one (NULL: back to lb_kernels()), so that each set's choice of
+ * 8-row groups, tails and small batches runs on one machine.  Process-wide,
+ * under the observer's rule: never while another thread is inside lb_matmul. */
+struct lb_kernel_set;
+void lb__matmul_force_kernels(const struct lb_kernel_set *k);
+
 #endif

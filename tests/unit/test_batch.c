@@ -442,7 +442,8 @@ static void test_multirow_dots_equal_dot(void)
 /* lb_matmul of 1..17, 19, 21 and 23 rows (every mix of the 8-, 4- and
  * 1-row kernels, tails of 1..7 rows, and 8-row groups arranged once per
  * product) gives each row exactly the scalar reference's dot, on a weight
- * whose row count is not a whole number of tiles. */
+ * whose row count is not a whole number of tiles, with each SIMD kernel set
+ * this machine has (each chooses its own groups and tails). */
 static void test_matmul_rows_equal_scalar_dot(void)
 {
     const uint32_t types[2] = {LB_TYPE_Q4_K, LB_TYPE_Q6_K};
@@ -469,10 +470,14 @@ static void test_matmul_rows_equal_scalar_dot(void)
         char *act = malloc(ab);                                  /* [ab] one activation row */
         float *y = malloc(NMAX * rows * sizeof *y);              /* [NMAX][rows] */
         const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 21, 23};
+        const lb_kernel_set *sets[4];
+        const int n_sets = lb_kernels_variants(sets, 4);
         int bad = 0;
-        for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]); k++) {
-            int n = ns[k];
+        for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]) * n_sets; k++) {
+            int n = ns[k % (int)(sizeof ns / sizeof ns[0])];
+            lb__matmul_force_kernels(sets[k / (int)(sizeof ns / sizeof ns[0])]);
             lb_matmul(pool, &w, x, n, y, scratch);
+            lb__matmul_force_kernels(NULL);
             for (int tr = 0; tr < n; tr++) {
                 ref->quantize[q->act_type](x + tr * cols, act, cols);
                 for (int64_t r = 0; r < rows; r++) {
@@ -481,7 +486,8 @@ static void test_matmul_rows_equal_scalar_dot(void)
                     bad += memcmp(&e, &y[tr * rows + r], sizeof e) != 0;
                 }
             }
-            CHECKF(bad == 0, "type %u, %d rows: %d products differ from the scalar dot", t, n, bad);
+            CHECKF(bad == 0, "type %u, %d rows, kernels %s: %d products differ from the scalar dot", t, n,
+                   sets[k / (int)(sizeof ns / sizeof ns[0])]->isa, bad);
         }
         lb_aligned_free(scratch);
         free(act);
