@@ -192,6 +192,21 @@ static void q4_K_pairs_prep(int64_t nb, const void *act, size_t act_stride, cons
     pair_rows(act, act_stride, nb, _mm256_setzero_si256(), pp->ap, pp->adp);
 }
 
+/* Calls rows(p0, j0, ...) for rows j0..7 with the first pair p0 = j0 / 2 a
+ * constant, and j0 too for the common case of all eight (nothing to skip). */
+#define BY_FIRST_PAIR(rows, j0, ...)                 \
+    switch ((j0) / 2) {                              \
+    case 0:                                          \
+        if ((j0) == 0)                               \
+            rows(0, 0, __VA_ARGS__);                 \
+        else                                         \
+            rows(0, 1, __VA_ARGS__);                 \
+        break;                                       \
+    case 1: rows(1, (j0), __VA_ARGS__); break;       \
+    case 2: rows(2, (j0), __VA_ARGS__); break;       \
+    default: rows(3, (j0), __VA_ARGS__); break;      \
+    }
+
 /* Rows j0..7 of the arranged eight, j0 / 2 = p0 (a constant: the pairs' loops unroll): a tail of fewer than 8
  * rows pays for its pairs only, not for eight rows. */
 static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, int j0, int64_t nb, int64_t nw,
@@ -254,17 +269,7 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
 static void q4_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                             const pair_prep *pp, int j0)
 {
-    switch (j0 / 2) {   /* eight rows (j0 0) the common case, with nothing to skip */
-    case 0:
-        if (j0 == 0)
-            q4_K_pairs_rows(0, 0, nb, nw, s, s_stride, w, w_stride, pp);
-        else
-            q4_K_pairs_rows(0, 1, nb, nw, s, s_stride, w, w_stride, pp);
-        break;
-    case 1: q4_K_pairs_rows(1, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    case 2: q4_K_pairs_rows(2, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    default: q4_K_pairs_rows(3, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    }
+    BY_FIRST_PAIR(q4_K_pairs_rows, j0, nb, nw, s, s_stride, w, w_stride, pp);
 }
 
 static void gemm8_q4_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
@@ -466,17 +471,7 @@ static inline __attribute__((always_inline)) void q6_K_pairs_rows(const int p0, 
 static void q6_K_pairs_core(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
                             const pair_prep *pp, int j0)
 {
-    switch (j0 / 2) {   /* eight rows (j0 0) the common case, with nothing to skip */
-    case 0:
-        if (j0 == 0)
-            q6_K_pairs_rows(0, 0, nb, nw, s, s_stride, w, w_stride, pp);
-        else
-            q6_K_pairs_rows(0, 1, nb, nw, s, s_stride, w, w_stride, pp);
-        break;
-    case 1: q6_K_pairs_rows(1, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    case 2: q6_K_pairs_rows(2, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    default: q6_K_pairs_rows(3, j0, nb, nw, s, s_stride, w, w_stride, pp); break;
-    }
+    BY_FIRST_PAIR(q6_K_pairs_rows, j0, nb, nw, s, s_stride, w, w_stride, pp);
 }
 
 static void gemm8_q6_K_pairs(int64_t nb, int64_t nw, float *s, int64_t s_stride, const void *w, size_t w_stride,
