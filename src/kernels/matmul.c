@@ -145,16 +145,12 @@ static void dot_tile(const job *j, int wi, float *y, const lb_kernel_set *k, int
             t = j->n;
         }
     }
-    /* A tail of GEMM8_TAIL_MIN or more rows takes one more 8-row product: the last eight rows again (their
-     * results are the same bits, written twice by this thread), or for fewer than 8 rows in all the padded
-     * copy, through a buffer. */
+    /* Without arranged rows, a tail of GEMM8_TAIL_MIN or more rows takes one more 8-row product: the last eight
+     * rows again (their results are the same bits, written twice by this thread), or for fewer than 8 rows in
+     * all the padded copy, through a buffer. */
     if (gemm8 && j->n - t >= GEMM8_TAIL_MIN && j->n >= 8) {
-        if (prep)
-            gemm8p(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
-                   prep + (size_t)(j->n / 8) * j->prep_bytes[wi], 0);
-        else
-            gemm8(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
-                  (const char *)j->act + (size_t)(j->n - 8) * j->act_row, j->act_row);
+        gemm8(w->cols, r1 - r0, y + (j->n - 8) * w->rows + r0, w->rows, wt, w->row_bytes,
+              (const char *)j->act + (size_t)(j->n - 8) * j->act_row, j->act_row);
         t = j->n;
     } else if (gemm8 && j->n - t >= 3 && j->pad && r1 - r0 <= DECODE_TILE_MAX) {
         float out[8 * DECODE_TILE_MAX];   /* [8][r1 - r0] */
@@ -244,7 +240,6 @@ void lb_matmul_set_observer(lb_matmul_observer fn, void *user)
     g_observer = fn;
     g_observer_user = user;
 }
-
 
 size_t lb_matmul_scratch(uint32_t type, int64_t cols, int64_t n)
 {
