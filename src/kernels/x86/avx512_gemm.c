@@ -229,9 +229,8 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
             accm[p] = _mm256_setzero_ps();
         }
         for (int64_t i = 0; i < nb; i++) {
-            const __m256i sm16 = _mm256_cvtepu8_epi16(q4_K_scales_mins(b[i].scales));
-            uint16_t scw[16];   /* [8 scales, 8 mins] */
-            _mm256_storeu_si256((__m256i *)scw, sm16);
+            const __m128i sm8 = q4_K_scales_mins(b[i].scales);   /* [8 scales, 8 mins] */
+            const __m256i sm16 = _mm256_cvtepu8_epi16(sm8);
             __m512i scp[4], lo[4], hi[4];   /* [chunk c]: scales of sub-blocks 2c, 2c+1 as a lane's words; nibbles */
             _Pragma("GCC unroll 4")
             for (int c = 0; c < 4; c++) {
@@ -240,7 +239,11 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
                 lo[c] = _mm512_and_si512(q, m4);
                 hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
             }
-            const __m512i start = _mm512_set1_epi32(-8192 * (scw[0] + scw[2] + scw[4] + scw[6]));
+            /* -8192 * (scales 0 + 2 + 4 + 6), the even scales summed by PSADBW: scalar loads of the
+             * scales just stored waited for store forwarding */
+            const __m128i even = _mm_sad_epu8(
+                _mm_and_si128(sm8, _mm_setr_epi8(-1, 0, -1, 0, -1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0)), _mm_setzero_si128());
+            const __m512i start = _mm512_broadcastd_epi32(_mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(even, 13)));
             const __m512 dw = _mm512_set1_ps(h2f(b[i].d));
             _Pragma("GCC unroll 4")
             for (int p = p0; p < 4; p++) {
@@ -383,23 +386,22 @@ static inline __m256i pack_words(__m256i lo, __m256i hi)
     return _mm256_blend_epi16(lo, _mm256_slli_epi32(hi, 16), 0xAA);
 }
 
-/* The scale words of gemm8_q6_K's chunk pair m, the 128 * weight-sum
- * surplus of the block, and its quants minus 32 (the per-block work that
- * does not depend on the activation rows). */
-static inline __attribute__((always_inline)) void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[4],
-                                                         __m256i *start)
+/* Block b's 16 scales as words, each group of four in the order 0 2 1 3:
+ * dword 2m holds (sc[4m], sc[4m+2]), dword 2m+1 (sc[4m+1], sc[4m+3]), the
+ * scale words of chunk pair m (a chunk's first 16 elements being sub-block
+ * 2c's and the rest 2c+1's). */
+static inline __m256i q6_K_scale_words(const lb_block_q6_K *b)
 {
-    q6_K_quants(b, v);
-    /* [pair m] scale words: lanes 0-3 (sc[4m], sc[4m+2]), lanes 4-7 (sc[4m+1], sc[4m+3]),
-     * a chunk's first 16 elements being sub-block 2c's and the rest 2c+1's */
-    const int8_t *sc = b->scales;
-    _Pragma("GCC unroll 4")
-    for (int m = 0; m < 4; m++) {
-        uint32_t lo = (uint16_t)sc[4 * m] | (uint32_t)(uint16_t)sc[4 * m + 2] << 16;
-        uint32_t hi = (uint16_t)sc[4 * m + 1] | (uint32_t)(uint16_t)sc[4 * m + 3] << 16;
-        scp[m] = _mm256_set_m128i(_mm_set1_epi32((int)hi), _mm_set1_epi32((int)lo));
-    }
-    /* 128 * each lane's scaled weight sum: the a + 128 surplus of every row */
+    return _mm256_shuffle_epi8(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)b->scales)),
+                               _mm256_setr_epi8(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15, 0, 1, 4, 5, 2, 3,
+                                                6, 7, 8, 9, 12, 13, 10, 11, 14, 15));
+}
+
+/* Where a block's integer sums start: minus 128 * each lane's scaled weight
+ * sum (v the quants minus 32, scp the scale words), the a + 128 surplus of
+ * every row. */
+static inline __m256i q6_K_start(const __m256i v[8], const __m256i scp[4])
+{
     const __m256i k80 = _mm256_set1_epi8((char)0x80);
     __m256i surplus = _mm256_setzero_si256();
     _Pragma("GCC unroll 4")
@@ -408,7 +410,23 @@ static inline __attribute__((always_inline)) void q6_K_block(const lb_block_q6_K
         __m256i c1 = dpb(_mm256_setzero_si256(), k80, v[2 * m + 1]);
         surplus = _mm256_dpwssd_epi32(surplus, pack_words(c0, c1), scp[m]);
     }
-    *start = _mm256_sub_epi32(_mm256_setzero_si256(), surplus);
+    return _mm256_sub_epi32(_mm256_setzero_si256(), surplus);
+}
+
+/* The scale words of gemm8_q6_K's chunk pair m (lanes 0-3 dword 2m of
+ * q6_K_scale_words, lanes 4-7 dword 2m+1), where the block's sums start,
+ * and its quants minus 32 (the per-block work that does not depend on the
+ * activation rows). */
+static inline __attribute__((always_inline)) void q6_K_block(const lb_block_q6_K *b, __m256i v[8], __m256i scp[4],
+                                                         __m256i *start)
+{
+    q6_K_quants(b, v);
+    const __m256i sw = q6_K_scale_words(b);
+    _Pragma("GCC unroll 4")
+    for (int m = 0; m < 4; m++)
+        scp[m] = _mm256_permutevar8x32_epi32(sw, _mm256_setr_epi32(2 * m, 2 * m, 2 * m, 2 * m, 2 * m + 1, 2 * m + 1,
+                                                                   2 * m + 1, 2 * m + 1));
+    *start = q6_K_start(v, scp);
 }
 
 /* Q6_K on paired activation rows, as gemm8_q4_K_pairs (same lanes and bits

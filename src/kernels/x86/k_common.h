@@ -77,13 +77,11 @@ static inline void q6_K_unpack(const lb_block_q6_K *b, int hf, __m256i v[4])
  * masks instead of eight get-scale calls.  out[0..7] scales, out[8..15] mins. */
 static inline __m128i q4_K_scales_mins(const uint8_t *packed)
 {
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    uint32_t sc_lo = u[0] & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);
-    uint32_t m_lo = u[1] & 0x3f3f3f3fu;
-    uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u);
-    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+    const __m128i u = _mm_loadu_si128((const __m128i *)(const void *)packed);   /* u0 u1 u2, then 4 quant bytes */
+    const __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+    const __m128i hi = _mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)), 2);   /* u0>>2 u0>>2 u1>>2 u1>>2 */
+    return _mm_or_si128(_mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f)),
+                        _mm_and_si128(hi, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030)));
 }
 
 /* Q3_K's sixteen 6-bit scales, minus their offset 32, as int8. */
