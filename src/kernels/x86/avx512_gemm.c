@@ -120,6 +120,27 @@ static inline __attribute__((always_inline)) void q4_K_mins(const int p0, __m256
     }
 }
 
+/* q4_K_mins for the paired kernel, four rows to a 512-bit vector: accq[q]
+ * holds rows 4q..4q+3, a 128-bit quarter each (the same 4-lane sums and
+ * operations per lane as q4_K_mins, half the instructions); quads q0 = j0 / 4
+ * .. 1. */
+static inline __attribute__((always_inline)) void q4_K_mins_quads(const int q0, __m512 accq[2], __m256i sm16,
+                                                                  lb_f16 dmin, const float *ad,
+                                                                  const int16_t (*sub)[8])
+{
+    const __m512i mn = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sm16, 1));   /* the 8 mins, 4 times */
+    const __m512 dm8 = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_load_ps(ad), _mm256_set1_ps(-h2f(dmin))));
+    _Pragma("GCC unroll 2")
+    for (int q = q0; q < 2; q++) {
+        const __m512 dmq = _mm512_permutexvar_ps(
+            _mm512_setr_epi32(4 * q, 4 * q, 4 * q, 4 * q, 4 * q + 1, 4 * q + 1, 4 * q + 1, 4 * q + 1, 4 * q + 2,
+                              4 * q + 2, 4 * q + 2, 4 * q + 2, 4 * q + 3, 4 * q + 3, 4 * q + 3, 4 * q + 3),
+            dm8);
+        const __m512i msum = _mm512_madd_epi16(mn, _mm512_loadu_si512(sub[4 * q]));
+        accq[q] = _mm512_fmadd_ps(dmq, _mm512_cvtepi32_ps(msum), accq[q]);
+    }
+}
+
 /* Weight row r's results for rows j0..7 of the 8 (pairs p0 = j0/2 ..3):
  * acc[j] row j's 8-lane scale sums, accm as in q4_K_mins. */
 static inline __attribute__((always_inline)) void q4_K_store(const int p0, int j0, float *s, int64_t s_stride,
@@ -130,6 +151,37 @@ static inline __attribute__((always_inline)) void q4_K_store(const int p0, int j
         if (2 * p >= j0)
             s[(2 * p) * s_stride + r] = hsum8(acc[2 * p]) + hsum4(_mm256_castps256_ps128(accm[p]));
         s[(2 * p + 1) * s_stride + r] = hsum8(acc[2 * p + 1]) + hsum4(_mm256_extractf128_ps(accm[p], 1));
+    }
+}
+
+/* hsum8 of the eight rows of the paired kernels' accumulators (acc[p]: rows
+ * 2p | 2p+1) plus, when accq is given, hsum4 of its 4-lane sums (accq[q]:
+ * rows 4q .. 4q+3), as s[j * s_stride + r] for all eight rows: the same pairs
+ * added in the same order as hsum8 and hsum4, four rows to a 512-bit vector
+ * (each row in a 128-bit quarter, its result in the quarter's first lane).
+ * Row by row these reductions took a fifth of a 512-column tile. */
+static inline __attribute__((always_inline)) void pairs_store8(float *s, int64_t s_stride, int64_t r,
+                                                               const __m512 acc[4], const __m512 *accq)
+{
+    __m512 x[4];   /* [pair p]: in each row's 256 bits, its high 128 + low 128 twice */
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < 4; p++)
+        x[p] = _mm512_add_ps(acc[p], _mm512_shuffle_f32x4(acc[p], acc[p], _MM_SHUFFLE(2, 3, 0, 1)));
+    _Pragma("GCC unroll 2")
+    for (int q = 0; q < 2; q++) {
+        /* rows 4q .. 4q+3, one to a quarter; then lanes (0+2), (1+3), and their sum, as hsum8 */
+        __m512 u = _mm512_shuffle_f32x4(x[2 * q], x[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0));
+        u = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(1, 0, 3, 2)));
+        u = _mm512_add_ps(u, _mm512_movehdup_ps(u));
+        if (accq) {
+            __m512 m = _mm512_add_ps(accq[q], _mm512_permute_ps(accq[q], _MM_SHUFFLE(1, 0, 3, 2)));
+            m = _mm512_add_ps(m, _mm512_movehdup_ps(m));
+            u = _mm512_add_ps(u, m);
+        }
+        _mm_store_ss(s + (4 * q) * s_stride + r, _mm512_castps512_ps128(u));
+        _mm_store_ss(s + (4 * q + 1) * s_stride + r, _mm512_extractf32x4_ps(u, 1));
+        _mm_store_ss(s + (4 * q + 2) * s_stride + r, _mm512_extractf32x4_ps(u, 2));
+        _mm_store_ss(s + (4 * q + 3) * s_stride + r, _mm512_extractf32x4_ps(u, 3));
     }
 }
 
@@ -222,12 +274,11 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
     for (int64_t r = 0; r < nw; r++) {
         const lb_block_q4_K *b = (const lb_block_q4_K *)((const char *)w + (size_t)r * w_stride);
         __m512 acc[4];    /* [pair p]: dot_q4_K's 8-lane scale sums of rows 2p | 2p+1 */
-        __m256 accm[4];   /* [pair p]: its 4-lane min sums of rows 2p | 2p+1 */
+        __m512 accq[2];   /* [quad q]: its 4-lane min sums of rows 4q .. 4q+3 */
         _Pragma("GCC unroll 4")
-        for (int p = p0; p < 4; p++) {
+        for (int p = p0; p < 4; p++)
             acc[p] = _mm512_setzero_ps();
-            accm[p] = _mm256_setzero_ps();
-        }
+        accq[0] = accq[1] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             const __m128i sm8 = q4_K_scales_mins(b[i].scales);   /* [8 scales, 8 mins] */
             const __m256i sm16 = _mm256_cvtepu8_epi16(sm8);
@@ -257,13 +308,18 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
                 }
                 acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
             }
-            q4_K_mins(p0, accm, sm16, b[i].dmin, ad[i], sub[i]);
+            q4_K_mins_quads(p0 / 2, accq, sm16, b[i].dmin, ad[i], sub[i]);
         }
-        __m256 rows[8];   /* [row] acc's halves */
+        if (p0 == 0 && j0 == 0) {   /* all eight (p0 is a constant: the other instances drop this) */
+            pairs_store8(s, s_stride, r, acc, accq);
+            continue;
+        }
+        __m256 rows[8], accm[4];   /* [row] acc's halves; [pair p] the min sums of rows 2p | 2p+1 */
         _Pragma("GCC unroll 4")
         for (int p = p0; p < 4; p++) {
             rows[2 * p] = _mm512_castps512_ps256(acc[p]);
             rows[2 * p + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
+            accm[p] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(accq[p / 2]), p & 1));
         }
         q4_K_store(p0, j0, s, s_stride, r, rows, accm);
     }
@@ -476,6 +532,10 @@ static inline __attribute__((always_inline)) void q6_K_pairs_rows(const int p0, 
                 }
                 acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_load_ps(adp[i][p]), dw), _mm512_cvtepi32_ps(isum), acc[p]);
             }
+        }
+        if (p0 == 0 && j0 == 0) {   /* all eight (p0 is a constant: the other instances drop this) */
+            pairs_store8(s, s_stride, r, acc, NULL);
+            continue;
         }
         _Pragma("GCC unroll 4")
         for (int p = p0; p < 4; p++) {
