@@ -414,6 +414,91 @@ static inline __attribute__((always_inline)) void values_groups8(const int nb, i
     }
 }
 
+/* dot64_values' tail for all nb heads: the positions from n_vec to n of the
+ * value rows 8g .. 8g+7 (g < ng; a, stride apart), each product added in
+ * double to lo/hi[head][g] in the order of the positions, as dot64_tails8
+ * does head by head.  Here the rows' tail is transposed and widened once for
+ * all heads, 32 positions at a time, and each head then multiplies whole
+ * position vectors: dot64_tails8 transposed every head's products, which made
+ * a short context's values (a tail of up to 32 positions, every other decode
+ * step of a short generation) cost three times a full 64-position group.
+ * Reads the rows up to n rounded up to 8, as dot64_values may. */
+static inline __attribute__((always_inline)) void values_tails(const int nb, int ng, int64_t n, int64_t n_vec,
+                                                               const lb_f16 *a, size_t stride, const lb_f16 *b,
+                                                               size_t b_stride, __m256d (*lo)[8], __m256d (*hi)[8])
+{
+    _Alignas(64) float vt[32][64];   /* [position][row] the chunk's values, widened */
+    _Alignas(32) float pb[32];       /* one head's probabilities of the chunk */
+    for (int64_t i0 = n_vec; i0 < n; i0 += 32) {
+        const int m = n - i0 < 32 ? (int)(n - i0) : 32;
+        for (int g = 0; g < ng; g++)
+            for (int i = 0; i < m; i += 8) {
+                __m256 v[8];   /* [row], then [position] */
+                _Pragma("GCC unroll 8")
+                for (int k = 0; k < 8; k++)
+                    v[k] = ld16(a + (size_t)(8 * g + k) * stride + i0 + i);
+                transpose8(v);
+                _Pragma("GCC unroll 8")
+                for (int k = 0; k < 8; k++)
+                    _mm256_store_ps(vt[i + k] + 8 * g, v[k]);
+            }
+        for (int h = 0; h < nb; h++) {
+            for (int i = 0; i < m; i += 8)
+                _mm256_store_ps(pb + i, ld16_part(b + (size_t)h * b_stride + i0 + i, m - i));
+#if defined(LB_FMATH_AVX512)
+            if (ng == 8) {   /* 512-bit: a group's 8 sums in one vector, two groups' products in one multiply */
+                __m512d acc[8];   /* [group] */
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < 8; g++)
+                    acc[g] = _mm512_insertf64x4(_mm512_castpd256_pd512(lo[h][g]), hi[h][g], 1);
+                for (int i = 0; i < m; i++) {
+                    const __m512 p = _mm512_set1_ps(pb[i]);
+                    _Pragma("GCC unroll 4")
+                    for (int g = 0; g < 4; g++) {
+                        const __m512 pr = _mm512_mul_ps(_mm512_load_ps(vt[i] + 16 * g), p);
+                        acc[2 * g] = _mm512_add_pd(acc[2 * g], _mm512_cvtps_pd(_mm512_castps512_ps256(pr)));
+                        acc[2 * g + 1] = _mm512_add_pd(
+                            acc[2 * g + 1],
+                            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(pr), 1))));
+                    }
+                }
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < 8; g++) {
+                    lo[h][g] = _mm512_castpd512_pd256(acc[g]);
+                    hi[h][g] = _mm512_extractf64x4_pd(acc[g], 1);
+                }
+                continue;
+            }
+#endif
+            __m256d l[8], u[8];   /* [group] */
+            _Pragma("GCC unroll 8")
+            for (int g = 0; g < 8; g++) {
+                l[g] = u[g] = _mm256_setzero_pd();
+                if (g < ng) {
+                    l[g] = lo[h][g];
+                    u[g] = hi[h][g];
+                }
+            }
+            for (int i = 0; i < m; i++) {
+                const __m256 p = _mm256_broadcast_ss(pb + i);
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < 8; g++)
+                    if (g < ng) {
+                        const __m256 pr = _mm256_mul_ps(_mm256_load_ps(vt[i] + 8 * g), p);
+                        l[g] = _mm256_add_pd(l[g], _mm256_cvtps_pd(_mm256_castps256_ps128(pr)));
+                        u[g] = _mm256_add_pd(u[g], _mm256_cvtps_pd(_mm256_extractf128_ps(pr, 1)));
+                    }
+            }
+            _Pragma("GCC unroll 8")
+            for (int g = 0; g < 8; g++)
+                if (g < ng) {
+                    lo[h][g] = l[g];
+                    hi[h][g] = u[g];
+                }
+        }
+    }
+}
+
 /* dot64_values with the head count a constant, so the heads' accumulators
  * stay in registers; rows a multiple of 8, nb * bs_stride <= VALUES_MAX_B. */
 static inline __attribute__((always_inline)) void values_nb(const int nb, int64_t rows, int64_t n, int64_t n_vec,
@@ -439,8 +524,8 @@ static inline __attribute__((always_inline)) void values_nb(const int nb, int64_
                 hi[h][g] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
             }
         }
+        values_tails(nb, ng, n, n_vec, a + (size_t)r * stride, stride, b, b_stride, lo, hi);
         for (int h = 0; h < nb; h++) {
-            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b + (size_t)h * b_stride, lo[h], hi[h], true);
             for (int g = 0; g < ng; g++)
                 _mm256_storeu_ps(out + (size_t)h * out_stride + r + 8 * g,
                                  _mm256_set_m128(_mm256_cvtpd_ps(hi[h][g]), _mm256_cvtpd_ps(lo[h][g])));
