@@ -319,7 +319,8 @@ static inline __attribute__((always_inline)) void q4_K_pairs_rows(const int p0, 
         for (int p = p0; p < 4; p++) {
             rows[2 * p] = _mm512_castps512_ps256(acc[p]);
             rows[2 * p + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
-            accm[p] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(accq[p / 2]), p & 1));
+            const __m512d mq = _mm512_castps_pd(accq[p / 2]);
+            accm[p] = _mm256_castpd_ps(p & 1 ? _mm512_extractf64x4_pd(mq, 1) : _mm512_castpd512_pd256(mq));
         }
         q4_K_store(p0, j0, s, s_stride, r, rows, accm);
     }
