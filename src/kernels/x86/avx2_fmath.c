@@ -203,20 +203,17 @@ static inline void transpose8(__m256 v[8])
  * 20 positions against 3.9 at 64). */
 static inline __attribute__((always_inline)) void dot64_tails8(int ng, int64_t n, int64_t n_vec, const lb_f16 *a,
                                                                size_t stride, const lb_f16 *b, __m256d *lo,
-                                                               __m256d *hi, const bool a_padded)
+                                                               __m256d *hi)
 {
     for (int64_t i = n_vec; i < n; i += 8) {
         const int64_t m = n - i;   /* positions left; >= 8: a whole block */
         const __m256 bv = ld16_part(b + i, m);
-        const __m128i keep = _mm_cmpgt_epi16(_mm_set1_epi16((short)(m < 8 ? m : 8)), _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
         for (int g = 0; g < ng; g++) {
             const lb_f16 *ag = a + (size_t)(8 * g) * stride + i;
             __m256 p[8];   /* [row], then [position] */
             _Pragma("GCC unroll 8")
             for (int k = 0; k < 8; k++)
-                p[k] = _mm256_mul_ps(a_padded ? ld16_keep(ag + (size_t)k * stride, keep)
-                                              : ld16_part(ag + (size_t)k * stride, m),
-                                     bv);
+                p[k] = _mm256_mul_ps(ld16_part(ag + (size_t)k * stride, m), bv);
             transpose8(p);
             __m256d l = lo[g], h = hi[g];
             _Pragma("GCC unroll 8")
@@ -345,7 +342,7 @@ static void dot64_rows(int64_t rows, int64_t n, int64_t n_vec, const lb_f16 *a, 
                 lo[g] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
                 hi[g] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
             }
-            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b, lo, hi, false);
+            dot64_tails8(ng, n, n_vec, a + (size_t)r * stride, stride, b, lo, hi);
             for (int g = 0; g < ng; g++, r += 8) {
                 const __m256 sum = _mm256_set_m128(_mm256_cvtpd_ps(hi[g]), _mm256_cvtpd_ps(lo[g]));
                 _mm256_storeu_ps(out + r, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
@@ -416,13 +413,14 @@ static inline __attribute__((always_inline)) void values_groups8(const int nb, i
 
 /* dot64_values' tail for all nb heads: the positions from n_vec to n of the
  * value rows 8g .. 8g+7 (g < ng; a, stride apart), each product added in
- * double to lo/hi[head][g] in the order of the positions, as dot64_tails8
- * does head by head.  Here the rows' tail is transposed and widened once for
- * all heads, 32 positions at a time, and each head then multiplies whole
- * position vectors: dot64_tails8 transposed every head's products, which made
- * a short context's values (a tail of up to 32 positions, every other decode
- * step of a short generation) cost three times a full 64-position group.
- * Reads the rows up to n rounded up to 8, as dot64_values may. */
+ * double to lo/hi[head][g] in the order of the positions (dot64_tails8's
+ * sums).  The rows' tail is transposed and widened once for all heads, 32
+ * positions at a time, and each head then multiplies whole position
+ * vectors: dot64_tails8 for each head, which transposes that head's
+ * products, made a short context's values (a tail of up to 32 positions,
+ * every other decode step of a short generation) cost three times a full
+ * 64-position group.  Reads the rows up to n rounded up to 8, as
+ * dot64_values may. */
 static inline __attribute__((always_inline)) void values_tails(const int nb, int ng, int64_t n, int64_t n_vec,
                                                                const lb_f16 *a, size_t stride, const lb_f16 *b,
                                                                size_t b_stride, __m256d (*lo)[8], __m256d (*hi)[8])
