@@ -42,7 +42,8 @@ function quantile(sorted, q) {
 // One streaming request; resolves to its record (never rejects: failures are recorded as errors).
 function streamOnce(url, agent, prompt, maxTokens) {
   return new Promise((resolve) => {
-    const rec = { ok: false, error: null, tSend: nowMs(), ttft: NaN, tokens: 0, gaps: [], engineGaps: [], delays: [] };
+    const rec = { ok: false, error: null, tSend: nowMs(), ttft: NaN, tokens: 0, prompt: 0, cached: 0, gaps: [], engineGaps: [],
+                  delays: [] };
     const body = JSON.stringify({ model: 'lowbit', prompt, max_tokens: maxTokens, stream: true,
                                   stream_options: { include_usage: true }, temperature: 0.8, seed: Math.floor(Math.random() * 1e9) });
     const req = http.request(url + '/v1/completions', {
@@ -76,7 +77,12 @@ function streamOnce(url, agent, prompt, maxTokens) {
           let j;
           try { j = JSON.parse(data); } catch { rec.error = 'bad JSON in the stream'; continue; }
           if (j.error) { rec.error = `stream error: ${j.error.message}`; continue; }
-          if (j.usage) { rec.tokens = j.usage.completion_tokens; continue; }
+          if (j.usage) {
+            rec.tokens = j.usage.completion_tokens;
+            rec.prompt = j.usage.prompt_tokens;
+            rec.cached = j.usage.prompt_tokens_details?.cached_tokens ?? 0;
+            continue;
+          }
           const text = j.choices?.[0]?.text ?? '';
           if (!text || !stamp) continue;
           // This event carries the text of tokens prevStamp.n+1 .. stamp.n.
@@ -160,9 +166,10 @@ export async function runLoad({ url, clients = 32, durationS = 60, maxTokens = 6
   const eng = sorted(ok.flatMap((r) => r.engineGaps));
   const delays = sorted(ok.flatMap((r) => r.delays));
   const tokens = ok.reduce((s, r) => s + r.tokens, 0);
+  const promptTokens = ok.reduce((s, r) => s + r.prompt, 0), cachedTokens = ok.reduce((s, r) => s + r.cached, 0);
   return {
     clients, duration_s: durationS, wall_s: wallS, requests: recs.length, errors: errors.length, error_samples: errors.slice(0, 5),
-    tokens, tok_per_s: tokens / wallS,
+    tokens, tok_per_s: tokens / wallS, prompt_tokens: promptTokens, cached_prompt_tokens: cachedTokens,
     ttft_ms: { p50: quantile(ttft, 0.5), p99: quantile(ttft, 0.99) },
     token_ms: { p50: quantile(gaps, 0.5), p99: quantile(gaps, 0.99) },
     engine_token_ms: { p50: quantile(eng, 0.5), p99: quantile(eng, 0.99) },
@@ -205,6 +212,7 @@ function print(label, r) {
   console.log(`  SSE overhead         p50 client - p50 engine ${f2(r.sse_overhead_ms.p50_gap_minus_engine)} ms; ` +
               `release-to-arrival p50 ${f2(r.sse_overhead_ms.delivery_p50)} ms, p99 ${f2(r.sse_overhead_ms.delivery_p99)} ms`);
   console.log(`  throughput           ${r.tokens} tokens, ${r.tok_per_s.toFixed(1)} tok/s`);
+  console.log(`  prompt cache         ${r.cached_prompt_tokens} of ${r.prompt_tokens} prompt tokens reused`);
   const s = r.steps;
   if (s) {
     const pc = (x) => `${(100 * x).toFixed(1)}%`;

@@ -36,6 +36,8 @@ static const char *help =
     "      --io-timeout S    headers must arrive, and each socket read or write finish,\n"
     "                        within S seconds (default 30; bounds slowloris clients)\n"
     "      --name NAME       the model id reported to clients (default: general.name or the file name)\n"
+    "      --no-prompt-cache evaluate every prompt in full (default: a prompt starts from the\n"
+    "                        longest prefix of it any slot's KV cache holds; F16 caches only)\n"
     LB_CLI_KV_HELP;
 
 static volatile sig_atomic_t stop_flag;
@@ -95,6 +97,7 @@ int lb_cli_serve(int argc, char **argv)
         else if (!strcmp(a, "--cors")) { VAL(); p.cors = *v ? v : NULL; }
         else if (!strcmp(a, "--io-timeout")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 3600, &l)) return 2; p.io_timeout_s = (int)l; }
         else if (!strcmp(a, "--name")) { VAL(); name = v; }
+        else if (!strcmp(a, "--no-prompt-cache")) p.prompt_cache = false;
         else if ((kvf = lb_cli_kv_flag(cmd, argc, argv, &i, &kv)) != 0) { if (kvf < 0) return 2; }
         else { fprintf(stderr, "lowbit serve: unknown option '%s' (see lowbit serve --help)\n", a); return 2; }
 #undef VAL

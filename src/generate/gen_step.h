@@ -36,6 +36,16 @@ typedef struct lb__gen {
 lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_gen_params *gp, lb_token_cb cb,
                         void *user);
 
+/* lb__gen_begin with a prompt already tokenized (as lb__gen_begin would:
+ * gp->add_special, special tokens parsed): tokens [n], copied. */
+lb_status lb__gen_begin_tokens(lb__gen *g, lb_session *s, const lb_token *tokens, int n, const lb_gen_params *gp,
+                               lb_token_cb cb, void *user);
+
+/* The session already holds the prompt's first n tokens (a shared prefix,
+ * lb__session_share_prefix): its evaluation starts after them.  n is cut to
+ * n_prompt - 1, since the last prompt token's row gives the first sample. */
+void lb__gen_prompt_cached(lb__gen *g, int n);
+
 /* n more prompt tokens were evaluated with status eval_rc; logits: [n_vocab]
  * the row after the last of them (needed only when the prompt is then
  * complete: the first token is sampled and delivered from it). */

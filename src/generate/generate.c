@@ -95,14 +95,15 @@ static void deliver(lb__gen *g, float *logits)
     g->next = t;
 }
 
-lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_gen_params *gp, lb_token_cb cb,
-                        void *user)
+/* lb__gen_begin with the prompt as text (tokens NULL) or as n_tok tokens. */
+static lb_status begin(lb__gen *g, lb_session *s, const char *prompt, const lb_token *tokens, size_t n_tok,
+                       const lb_gen_params *gp, lb_token_cb cb, void *user)
 {
     memset(g, 0, sizeof *g);
     g->done = true;
     g->st.finish_reason = "error";
     g->why = "length";   /* also when max_tokens is 0 */
-    if (!s || !prompt)
+    if (!s || (!prompt && !tokens))
         return g->rc = LB_ERR_INVALID_ARG;
     g->s = s;
     g->gp = gp ? *gp : lb_gen_default_params();
@@ -112,12 +113,14 @@ lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_
     const lb_model *m = s->model;
     const int V = m->hp.n_vocab;
 
-    size_t len = strlen(prompt), n_tok = 0;
-    size_t cap = len + 8;
+    size_t len = tokens ? 0 : strlen(prompt);
+    size_t cap = tokens ? n_tok + 1 : len + 8;
     g->prompt = malloc(cap * sizeof *g->prompt);
     g->logits = malloc((size_t)V * sizeof *g->logits);
     lb_status rc = (!g->prompt || !g->logits) ? LB_ERR_NOMEM : LB_OK;
-    if (!rc)
+    if (!rc && tokens)
+        memcpy(g->prompt, tokens, n_tok * sizeof *g->prompt);
+    else if (!rc)
         rc = lb_tokenize(m, prompt, len, g->gp.add_special, true, g->prompt, cap, &n_tok);
     if (!rc && n_tok == 0) {
         snprintf(s->err, sizeof s->err, "the prompt is empty and the model adds no BOS token");
@@ -127,6 +130,12 @@ lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_
         snprintf(s->err, sizeof s->err, "the prompt has %zu tokens; the context holds %d", n_tok, s->n_ctx);
         rc = LB_ERR_RANGE;
     }
+    for (size_t i = 0; !rc && i < n_tok; i++)
+        if (g->prompt[i] < 0 || g->prompt[i] >= V) {
+            snprintf(s->err, sizeof s->err, "prompt token %zu is %d, outside the vocabulary (0..%d)", i,
+                     g->prompt[i], V - 1);
+            rc = LB_ERR_RANGE;
+        }
     if (!rc)
         rc = lb_sampler_new(&g->gp.sampler, V, &g->smp);
     if (rc)
@@ -139,6 +148,30 @@ lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_
     lb_session_reset(s);
     g->t0 = lb_time_ms();
     return LB_OK;
+}
+
+lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_gen_params *gp, lb_token_cb cb,
+                        void *user)
+{
+    return begin(g, s, prompt, NULL, 0, gp, cb, user);
+}
+
+lb_status lb__gen_begin_tokens(lb__gen *g, lb_session *s, const lb_token *tokens, int n, const lb_gen_params *gp,
+                               lb_token_cb cb, void *user)
+{
+    if (!tokens || n < 0) {
+        memset(g, 0, sizeof *g);
+        g->done = true;
+        g->st.finish_reason = "error";
+        return g->rc = LB_ERR_INVALID_ARG;
+    }
+    return begin(g, s, NULL, tokens, (size_t)n, gp, cb, user);
+}
+
+void lb__gen_prompt_cached(lb__gen *g, int n)
+{
+    if (!g->done && g->n_fed == 0 && n > 0)
+        g->n_fed = n < g->n_prompt ? n : g->n_prompt - 1;
 }
 
 void lb__gen_prompt_fed(lb__gen *g, int n, lb_status eval_rc, float *logits)

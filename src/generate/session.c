@@ -153,6 +153,16 @@ const char *lb_session_last_error(const lb_session *s) { return s ? s->err : "";
 
 void lb_session_reset(lb_session *s) { s->n_past = 0; }
 
+int lb__session_share_prefix(lb_session *dst, lb_session *src, int n)
+{
+    const int have = n > 0 && src->kv && n <= src->n_past ? n : 0;
+    dst->n_past = 0;
+    if (!have || !dst->kv || src->model != dst->model || lb_kv_cache_copy_prefix(dst->kv, src->kv, have))
+        return 0;
+    dst->n_past = have;
+    return have;
+}
+
 int lb_session_n_past(const lb_session *s) { return s->n_past; }
 
 static lb_status eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only);

@@ -28,4 +28,14 @@ struct lb_session {
 lb_status lb__session_acquire(lb_session *s);
 void lb__session_release(lb_session *s);
 
+/* Starts dst's context with the first n positions of src's (src may be dst:
+ * the positions after n are then dropped), so that a prompt beginning with
+ * the same n tokens is evaluated from position n on.  The caller knows which
+ * tokens src holds; this only moves or keeps their keys and values.  Returns
+ * the positions dst now holds, n or 0: 0 when src holds fewer than n, either
+ * cache cannot share a prefix (lb_kv_cache_prefix_shareable) or its pool
+ * reclaimed it; dst's context is then empty.  Neither session may be in an
+ * evaluation. */
+int lb__session_share_prefix(lb_session *dst, lb_session *src, int n);
+
 #endif

@@ -244,6 +244,27 @@ static lb_status store(void *ctx, int il, int pos0, int n, const float *k, const
     return LB_OK;
 }
 
+bool lb_kv_cache_prefix_shareable(const lb_kv_cache *c) { return c && !c->q && !c->ring; }
+
+lb_status lb_kv_cache_copy_prefix(lb_kv_cache *dst, const lb_kv_cache *src, int n)
+{
+    if (!lb_kv_cache_prefix_shareable(dst) || !lb_kv_cache_prefix_shareable(src) || dst->n_ctx != src->n_ctx ||
+        dst->n_layer != src->n_layer || dst->n_head_kv != src->n_head_kv || dst->head_dim != src->head_dim)
+        return LB_ERR_UNSUPPORTED;
+    if (n < 0 || n > dst->n_ctx)
+        return LB_ERR_RANGE;
+    if (dst == src || n == 0)
+        return LB_OK;
+    for (int il = 0; il < dst->n_layer; il++)
+        for (int h = 0; h < dst->n_head_kv; h++) {
+            /* a head's keys are n consecutive rows; its values n positions of each of head_dim rows */
+            memcpy(k_row(dst, il, h, 0), k_row(src, il, h, 0), (size_t)n * dst->head_dim * sizeof(lb_f16));
+            for (int d = 0; d < dst->head_dim; d++)
+                memcpy(v_row(dst, il, h, d), v_row(src, il, h, d), (size_t)n * sizeof(lb_f16));
+        }
+    return LB_OK;
+}
+
 /* Asks for the cache lines a decode step's attention of one KV head reads:
  * its keys (n_pos rows, one run) and the first n_pos positions of its 64
  * value rows (64 short runs that the hardware prefetchers do not follow).

@@ -42,6 +42,18 @@ void lb_kv_cache_free(lb_kv_cache *c);
 lb_kv_ops lb_kv_cache_ops(lb_kv_cache *c);
 /* Positions the cache accepts: its context, or LB_KV_MAX_POS when windowed. */
 int lb_kv_cache_n_ctx(const lb_kv_cache *c);
+/* Whether positions 0..n-1 of c can be copied into another cache
+ * (lb_kv_cache_copy_prefix) or kept while later ones are overwritten: true
+ * for an F16/F16 cache without a window, whose slots are plain rows by
+ * position.  A quantized store keeps a residual group and per-layer counts
+ * that a cut would have to rebuild, and a window's slots are reused; both
+ * say no (docs/server.md, "Prompt cache"). */
+bool lb_kv_cache_prefix_shareable(const lb_kv_cache *c);
+/* Copies K and V of positions 0..n-1 of every layer from src into dst (the
+ * same model and context, both shareable): dst then holds what evaluating
+ * those n tokens would have stored.  LB_ERR_UNSUPPORTED if either cannot
+ * share, LB_ERR_RANGE if n is outside 0..n_ctx. */
+lb_status lb_kv_cache_copy_prefix(lb_kv_cache *dst, const lb_kv_cache *src, int n);
 /* The quantized store inside c, or NULL for an F16/F16 cache (tests). */
 lb_kvq_cache *lb__kv_cache_quant(lb_kv_cache *c);
 /* The bytes of the handle wrapped around a quantized store (for the estimator). */

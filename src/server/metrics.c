@@ -25,7 +25,7 @@ static const char *const route_names[LB_ROUTE_COUNT] = {
 struct lb_srv_metrics {
     pthread_mutex_t mu;
     uint64_t requests[LB_ROUTE_COUNT][500];   /* [route][status - 100] */
-    uint64_t prompt_tokens, gen_tokens;
+    uint64_t prompt_tokens, gen_tokens, cached_tokens;
     int active;
     histogram ttft, token;
     /* batched steps, [0] decode rows only, [1] with prompt rows: where the decode loop's time goes */
@@ -61,10 +61,11 @@ void lb_srv_metrics_request(lb_srv_metrics *m, lb_srv_route route, int status)
     pthread_mutex_unlock(&m->mu);
 }
 
-void lb_srv_metrics_tokens(lb_srv_metrics *m, int n_prompt, int n_gen)
+void lb_srv_metrics_tokens(lb_srv_metrics *m, int n_prompt, int n_cached, int n_gen)
 {
     pthread_mutex_lock(&m->mu);
     m->prompt_tokens += (uint64_t)(n_prompt > 0 ? n_prompt : 0);
+    m->cached_tokens += (uint64_t)(n_cached > 0 ? n_cached : 0);
     m->gen_tokens += (uint64_t)(n_gen > 0 ? n_gen : 0);
     pthread_mutex_unlock(&m->mu);
 }
@@ -164,8 +165,11 @@ char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, i
             if (m->requests[r][s])
                 outf(&o, "lowbit_requests_total{route=\"%s\",status=\"%d\"} %llu\n", route_names[r], s + 100,
                      (unsigned long long)m->requests[r][s]);
-    outf(&o, "# HELP lowbit_prompt_tokens_total Prompt tokens evaluated.\n# TYPE lowbit_prompt_tokens_total counter\n"
+    outf(&o, "# HELP lowbit_prompt_tokens_total Prompt tokens of the requests served (cached ones included).\n# TYPE lowbit_prompt_tokens_total counter\n"
              "lowbit_prompt_tokens_total %llu\n", (unsigned long long)m->prompt_tokens);
+    outf(&o, "# HELP lowbit_prompt_tokens_cached_total Prompt tokens not evaluated: their keys and values were reused "
+             "(the prompt cache).\n# TYPE lowbit_prompt_tokens_cached_total counter\nlowbit_prompt_tokens_cached_total %llu\n",
+         (unsigned long long)m->cached_tokens);
     outf(&o, "# HELP lowbit_tokens_generated_total Tokens generated.\n# TYPE lowbit_tokens_generated_total counter\n"
              "lowbit_tokens_generated_total %llu\n", (unsigned long long)m->gen_tokens);
     outf(&o, "# HELP lowbit_active_requests Generation requests being served (queued or running).\n"

@@ -17,7 +17,7 @@ lb_srv_metrics *lb_srv_metrics_new(void);
 void lb_srv_metrics_free(lb_srv_metrics *m);
 
 void lb_srv_metrics_request(lb_srv_metrics *m, lb_srv_route route, int status);
-void lb_srv_metrics_tokens(lb_srv_metrics *m, int n_prompt, int n_gen);
+void lb_srv_metrics_tokens(lb_srv_metrics *m, int n_prompt, int n_cached, int n_gen);
 void lb_srv_metrics_active(lb_srv_metrics *m, int delta);
 void lb_srv_metrics_ttft(lb_srv_metrics *m, double seconds);          /* request arrival to first token */
 void lb_srv_metrics_token_latency(lb_srv_metrics *m, double seconds); /* between consecutive tokens */

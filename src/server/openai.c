@@ -312,10 +312,11 @@ char *lb_oai_error_json(const lb_oai_error *e)
                           e->param[0] ? e->param : NULL));
 }
 
-static json_t *usage(int n_prompt, int n_gen)
+/* OpenAI's usage object; cached_tokens: prompt tokens the prompt cache supplied (docs/server.md). */
+static json_t *usage(int n_prompt, int n_cached, int n_gen)
 {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", n_prompt, "completion_tokens", n_gen, "total_tokens",
-                     n_prompt + n_gen);
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", n_prompt, "completion_tokens", n_gen, "total_tokens",
+                     n_prompt + n_gen, "prompt_tokens_details", "cached_tokens", n_cached);
 }
 
 char *lb_oai_chunk(const lb_oai_request *r, const char *id, long created, const char *model, const char *text,
@@ -342,15 +343,15 @@ char *lb_oai_chunk(const lb_oai_request *r, const char *id, long created, const 
 }
 
 char *lb_oai_usage_chunk(const lb_oai_request *r, const char *id, long created, const char *model, int n_prompt,
-                         int n_gen)
+                         int n_cached, int n_gen)
 {
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
                           r->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created,
-                          "model", model, "choices", "usage", usage(n_prompt, n_gen)));
+                          "model", model, "choices", "usage", usage(n_prompt, n_cached, n_gen)));
 }
 
 char *lb_oai_response(const lb_oai_request *r, const char *id, long created, const char *model, const char *text,
-                      size_t n, const char *finish_reason, int n_prompt, int n_gen)
+                      size_t n, const char *finish_reason, int n_prompt, int n_cached, int n_gen)
 {
     json_t *choice;
     if (r->chat)
@@ -361,7 +362,7 @@ char *lb_oai_response(const lb_oai_request *r, const char *id, long created, con
                            "finish_reason", finish_reason);
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", id, "object",
                           r->chat ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model",
-                          model, "choices", choice, "usage", usage(n_prompt, n_gen)));
+                          model, "choices", choice, "usage", usage(n_prompt, n_cached, n_gen)));
 }
 
 char *lb_oai_models(const char *model, long created, const char *chat_format, int n_ctx)

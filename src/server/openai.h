@@ -42,13 +42,14 @@ char *lb_oai_error_json(const lb_oai_error *e);
 char *lb_oai_chunk(const lb_oai_request *r, const char *id, long created, const char *model, const char *text,
                    size_t n, const char *finish_reason, bool first);
 
-/* The chunk with empty choices and usage that ends a stream when include_usage was asked. */
+/* The chunk with empty choices and usage that ends a stream when include_usage was asked; n_cached: prompt
+ * tokens taken from the prompt cache (usage.prompt_tokens_details.cached_tokens). */
 char *lb_oai_usage_chunk(const lb_oai_request *r, const char *id, long created, const char *model, int n_prompt,
-                         int n_gen);
+                         int n_cached, int n_gen);
 
 /* The whole non-streamed response. */
 char *lb_oai_response(const lb_oai_request *r, const char *id, long created, const char *model, const char *text,
-                      size_t n, const char *finish_reason, int n_prompt, int n_gen);
+                      size_t n, const char *finish_reason, int n_prompt, int n_cached, int n_gen);
 
 /* GET /v1/models. */
 char *lb_oai_models(const char *model, long created, const char *chat_format, int n_ctx);

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "generate/batch.h"
 #include "generate/gen_step.h"
+#include "generate/session.h"
 
 /* One generation's place in the batch: its session (KV cache) is reused by
  * every job that runs in the slot. */
@@ -22,6 +23,8 @@ typedef struct slot {
     lb__gen gen;               /* the job's generation state, valid while job != NULL */
     uint64_t admitted;         /* admission order: older prompts are prefilled first */
     int n_step;                /* tokens this slot has in the current step */
+    lb_token *hist;            /* [session n_ctx] the tokens at positions 0..n_hist-1 of the session's cache, */
+    int n_hist;                /* kept across jobs for the prompt cache (NULL when it is off) */
     const char *fail_msg;      /* why the job failed when its session does not say (a batch step failed) */
 } slot;
 
@@ -42,6 +45,7 @@ struct lb_srv_sched {
     slot **step_slots;             /* [n_slots] whose they are */
     pthread_t thread;              /* the decode loop */
     bool started;
+    bool prompt_cache;             /* a new prompt starts from the longest prefix any slot's cache holds */
     lb_srv_metrics *metrics;
 };
 
@@ -64,10 +68,26 @@ void lb_srv_job_free(lb_srv_job *j)
     for (int i = 0; i < 8; i++)
         free(j->stop_strs[i]);
     free(j->prompt);
+    free(j->tokens);
     free(j->text);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
+}
+
+lb_status lb_srv_job_tokenize(lb_srv_job *j, const lb_model *m)
+{
+    const size_t len = strlen(j->prompt);
+    size_t n = 0;
+    free(j->tokens);
+    j->n_tokens_prompt = 0;
+    /* a token per byte at most, and the special ones added around them */
+    if (!(j->tokens = malloc((len + 8) * sizeof *j->tokens)))
+        return LB_ERR_NOMEM;
+    lb_status st = lb_tokenize(m, j->prompt, len, j->gen.add_special, true, j->tokens, len + 8, &n);
+    if (!st)
+        j->n_tokens_prompt = (int)n;
+    return st;
 }
 
 static void deadline_in(struct timespec *ts, int ms)
@@ -171,7 +191,7 @@ static void complete(lb_srv_sched *s, slot *sl)
     lb_status rc = lb__gen_end(&sl->gen, &stats);
     if (!stats.finish_reason)
         stats.finish_reason = rc == LB_ERR_CANCELLED ? "cancelled" : "error";
-    lb_srv_metrics_tokens(s->metrics, stats.n_prompt, stats.n_gen);
+    lb_srv_metrics_tokens(s->metrics, stats.n_prompt, j->n_cached, stats.n_gen);
     sl->job = NULL;
 
     pthread_mutex_lock(&s->mu);
@@ -192,6 +212,45 @@ static void complete(lb_srv_sched *s, slot *sl)
  * cut into chunks so the running streams wait at most one such step. */
 #define PREFILL_PER_STEP 128
 
+/* The prompt cache: the new prompt of sl (its generation just begun, its
+ * session emptied; held: the positions its cache had before) starts from the
+ * longest prefix of it that any slot's cache holds, its own or a running
+ * one's (whose first positions never change while it appends), copied over.
+ * The keys and values of a position depend only on the tokens up to it, and
+ * each row's computation does not depend on the batch around it, so the
+ * copy is what evaluating those tokens again would store. */
+static void reuse_prefix(lb_srv_sched *s, slot *sl, int held)
+{
+    const lb__gen *g = &sl->gen;
+    const int want = g->n_prompt - 1;   /* the last prompt token is evaluated: its row gives the first sample */
+    slot *best = NULL;
+    int n_best = 0;
+    for (int i = 0; i < s->n_slots && want > 0; i++) {
+        slot *c = &s->slots[i];
+        const int have = c == sl ? (held < c->n_hist ? held : c->n_hist) : c->n_hist;
+        int k = 0;
+        while (k < have && k < want && c->hist[k] == g->prompt[k])
+            k++;
+        if (k > n_best || (k == n_best && k && c == sl)) {   /* no copy when this slot's own cache does as well */
+            best = c;
+            n_best = k;
+        }
+    }
+    sl->n_hist = 0;
+    if (!best)
+        return;
+    if (best == sl)
+        sl->session->n_past = n_best;   /* lb__gen_begin emptied it; the positions are still there */
+    const int n = lb__session_share_prefix(sl->session, best->session, n_best);
+    if (!n)
+        return;
+    if (best != sl)
+        memcpy(sl->hist, best->hist, (size_t)n * sizeof *sl->hist);
+    sl->n_hist = n;
+    lb__gen_prompt_cached(&sl->gen, n);
+    sl->job->n_cached = n;
+}
+
 /* Sets up a job that has just been given a slot; its prompt is evaluated by
  * the next steps. */
 static void start(lb_srv_sched *s, slot *sl)
@@ -202,7 +261,15 @@ static void start(lb_srv_sched *s, slot *sl)
     pthread_mutex_unlock(&j->mu);
     sl->fail_msg = NULL;
     sl->admitted = s->n_admitted++;
-    lb__gen_begin(&sl->gen, sl->session, j->prompt, &j->gen, on_token, sl);
+    const int held = lb_session_n_past(sl->session);
+    if (j->tokens)
+        lb__gen_begin_tokens(&sl->gen, sl->session, j->tokens, j->n_tokens_prompt, &j->gen, on_token, sl);
+    else
+        lb__gen_begin(&sl->gen, sl->session, j->prompt, &j->gen, on_token, sl);
+    if (!sl->gen.done && s->prompt_cache)
+        reuse_prefix(s, sl, held);
+    else
+        sl->n_hist = 0;
     if (sl->gen.done)
         complete(s, sl);
 }
@@ -292,10 +359,92 @@ static void step(lb_srv_sched *s)
     const double t0 = lb_time_ms();
     d.st = lb_batch_eval(s->batch, s->step_sessions, n_seq, s->step_tokens, s->step_counts, s->logits);
     const double t1 = lb_time_ms();
+    if (s->prompt_cache)
+        for (int k = 0, t = 0; k < n_seq; t += s->step_counts[k++]) {
+            slot *sl = s->step_slots[k];
+            /* a failed step leaves the caches' contents unknown */
+            if (d.st || sl->n_hist + sl->n_step != lb_session_n_past(sl->session)) {
+                sl->n_hist = 0;
+                continue;
+            }
+            memcpy(sl->hist + sl->n_hist, s->step_tokens + t, (size_t)sl->n_step * sizeof *sl->hist);
+            sl->n_hist += sl->n_step;
+        }
     atomic_init(&d.next, 0);
     lb__batch_run(s->batch, deliver_part, &d);
     lb_srv_metrics_step(s->metrics, n_decode, n_tok - n_decode, (t1 - t0) / 1000.0, (lb_time_ms() - t1) / 1000.0);
     lb__batch_nap(s->batch);
+}
+
+/* Tokens at the start of j's prompt that sl's cache holds (0 without the prompt cache). */
+static int common_prefix(const lb_srv_sched *s, const slot *sl, const lb_srv_job *j)
+{
+    int k = 0;
+    if (s->prompt_cache && j->tokens)
+        while (k < sl->n_hist && k < j->n_tokens_prompt && sl->hist[k] == j->tokens[k])
+            k++;
+    return k;
+}
+
+/* A shared prefix worth a slot: half the prompt, or a long one (a system
+ * prompt).  A few tokens (BOS, a common first word) are not: the slot idle
+ * longest is the better choice then. */
+static int worth(int k, int n_prompt) { return 2 * k >= n_prompt || k >= 64 ? k : 0; }
+
+/* The free slot for j: with match, the one whose cache holds the longest
+ * prefix of j's prompt worth it (NULL if none does); without, the one idle
+ * longest, so that every cache is overwritten as late as possible. */
+static slot *free_slot_for(lb_srv_sched *s, const lb_srv_job *j, bool match)
+{
+    slot *best = NULL;
+    int n_best = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job)
+            continue;
+        if (match) {
+            const int k = worth(common_prefix(s, sl, j), j->n_tokens_prompt);
+            if (k > n_best) {
+                best = sl;
+                n_best = k;
+            }
+        } else if (!best || sl->admitted < best->admitted) {
+            best = sl;
+        }
+    }
+    return best;
+}
+
+/* New requests join between steps: the oldest queued jobs take the free
+ * slots, first those whose prompts begin with what a free slot's cache
+ * holds, then the others the slots idle longest (taking the LRU slot first
+ * could overwrite the prefix a later job of the same round wanted).  Called
+ * with s->mu held; returns the number of jobs started in step_slots. */
+static int admit(lb_srv_sched *s)
+{
+    int n_free = 0, n_new = 0;
+    for (int i = 0; i < s->n_slots; i++)
+        n_free += !s->slots[i].job;
+    lb_srv_job *jobs[64];   /* n_slots <= 64 */
+    for (; s->head && n_new < n_free; n_new++) {
+        lb_srv_job *j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->n_queued--;
+        s->n_busy++;
+        jobs[n_new] = j;
+        s->step_slots[n_new] = NULL;
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < n_new; k++) {
+            slot *sl = s->step_slots[k] ? NULL : free_slot_for(s, jobs[k], pass == 0);
+            if (sl) {
+                sl->job = jobs[k];
+                s->step_slots[k] = sl;
+            }
+        }
+    return n_new;
 }
 
 static void *decode_loop(void *arg)
@@ -309,21 +458,7 @@ static void *decode_loop(void *arg)
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        /* New requests join between steps: queued jobs take the free slots (oldest first). */
-        int n_new = 0;
-        for (int i = 0; i < s->n_slots && s->head; i++) {
-            slot *sl = &s->slots[i];
-            if (sl->job)
-                continue;
-            lb_srv_job *j = s->head;
-            s->head = j->next;
-            if (!s->head)
-                s->tail = NULL;
-            s->n_queued--;
-            s->n_busy++;
-            sl->job = j;
-            s->step_slots[n_new++] = sl;
-        }
+        const int n_new = admit(s);
         pthread_mutex_unlock(&s->mu);
         for (int k = 0; k < n_new; k++)
             start(s, s->step_slots[k]);
@@ -339,7 +474,7 @@ static void *decode_loop(void *arg)
 }
 
 lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_slots, int queue_cap,
-                               lb_srv_metrics *metrics, char *err, size_t err_cap)
+                               bool prompt_cache, lb_srv_metrics *metrics, char *err, size_t err_cap)
 {
     if (n_slots < 1)
         n_slots = 1;
@@ -396,6 +531,14 @@ lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_s
             return NULL;
         }
     }
+    /* Only caches whose positions are plain rows can share a prefix (lb_kv_cache_prefix_shareable). */
+    s->prompt_cache = prompt_cache && lb_kv_cache_prefix_shareable(s->slots[0].session->kv);
+    for (int i = 0; i < n_slots && s->prompt_cache; i++)
+        if (!(s->slots[i].hist = malloc((size_t)s->slots[i].session->n_ctx * sizeof *s->slots[i].hist))) {
+            snprintf(err, err_cap, "out of memory");
+            lb_srv_sched_free(s);
+            return NULL;
+        }
     if (pthread_create(&s->thread, NULL, decode_loop, s)) {
         snprintf(err, err_cap, "cannot start the decode thread");
         lb_srv_sched_free(s);
@@ -415,8 +558,10 @@ void lb_srv_sched_free(lb_srv_sched *s)
     pthread_mutex_unlock(&s->mu);
     if (s->started)
         pthread_join(s->thread, NULL);
-    for (int i = 0; s->slots && i < s->n_slots; i++)
+    for (int i = 0; s->slots && i < s->n_slots; i++) {
         lb_session_free(s->slots[i].session);
+        free(s->slots[i].hist);
+    }
     /* Jobs still queued belong to HTTP threads, which see them never start and time out; none should be left
      * because the HTTP server is stopped first. */
     lb_batch_free(s->batch);
@@ -479,6 +624,8 @@ void lb_srv_job_abandon(lb_srv_sched *s, lb_srv_job *j)
         pthread_cond_wait(&j->cv, &j->mu);
     pthread_mutex_unlock(&j->mu);
 }
+
+bool lb_srv_sched_prompt_cache(const lb_srv_sched *s) { return s->prompt_cache; }
 
 void lb_srv_sched_load(lb_srv_sched *s, int *queued, int *queue_cap, int *busy, int *slots)
 {

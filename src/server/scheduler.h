@@ -23,6 +23,8 @@ typedef enum lb_job_state { LB_JOB_QUEUED, LB_JOB_RUNNING, LB_JOB_DONE } lb_job_
 typedef struct lb_srv_job {
     /* The request: set before submit, read-only afterwards. */
     char *prompt;
+    lb_token *tokens;          /* [n_tokens_prompt] the prompt tokenized (lb_srv_job_tokenize), or NULL */
+    int n_tokens_prompt;
     lb_gen_params gen;         /* gen.stop points into stop_strs */
     char *stop_strs[8];        /* [gen.n_stop] owned */
     double t_arrival_ms;       /* lb_time_ms() when the request arrived, for time-to-first-token */
@@ -44,6 +46,7 @@ typedef struct lb_srv_job {
      * returning false cancels the generation. */
     bool (*on_event)(void *user, const lb_token_event *ev);
     void *on_event_user;
+    int n_cached;              /* prompt tokens taken from the prompt cache, valid once RUNNING */
     double taken_ms;           /* set by lb_srv_job_take, see there */
     int taken_tokens;
     struct lb_srv_job *next;   /* queue link */
@@ -52,6 +55,11 @@ typedef struct lb_srv_job {
 /* A job with its synchronisation set up; NULL on allocation failure. */
 lb_srv_job *lb_srv_job_new(void);
 void lb_srv_job_free(lb_srv_job *j);
+
+/* Tokenizes j->prompt into j->tokens as the generation would (j->gen.add_special, special tokens parsed).
+ * Done on the request's thread: the decode thread, which every stream waits for, then neither tokenizes
+ * nor (with the prompt cache) places the job without knowing its tokens. */
+lb_status lb_srv_job_tokenize(lb_srv_job *j, const lb_model *m);
 
 /* Waits until the job has new text or is done, or timeout_ms passes; moves the
  * new text into *buf (malloc'd/realloc'd, [*n] bytes).  Returns the state.
@@ -66,10 +74,15 @@ lb_job_state lb_srv_job_wait(lb_srv_job *j, int timeout_ms);
 typedef struct lb_srv_sched lb_srv_sched;
 
 /* Makes n_slots sessions from sp (each with sp->n_threads threads, which the
- * batch's matrix products use too) and starts the decode thread.  On failure
- * returns NULL with a message in err. */
+ * batch's matrix products use too) and starts the decode thread.
+ * prompt_cache: a job's prompt starts from the longest prefix of it that any
+ * slot's KV cache holds (docs/server.md, "Prompt cache"); only F16 caches
+ * without a window can, see lb_srv_sched_prompt_cache.  On failure returns
+ * NULL with a message in err. */
 lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_slots, int queue_cap,
-                               lb_srv_metrics *metrics, char *err, size_t err_cap);
+                               bool prompt_cache, lb_srv_metrics *metrics, char *err, size_t err_cap);
+/* Whether the prompt cache is on (asked for, and the KV cache type allows it). */
+bool lb_srv_sched_prompt_cache(const lb_srv_sched *s);
 /* Cancels running jobs and joins the decode thread; queued jobs are left to their HTTP threads. */
 void lb_srv_sched_free(lb_srv_sched *s);
 

@@ -46,6 +46,7 @@ lb_server_params lb_server_default_params(void)
     p.timeout_s = 300;
     p.max_body = 1 << 20;
     p.io_timeout_s = 30;
+    p.prompt_cache = true;
     return p;
 }
 
@@ -283,9 +284,13 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
     }
 
     /* The prompt must leave room for at least one generated token; a clear 400 beats a failed generation. */
-    size_t n_prompt = 0;
-    lb_status ts = lb_tokenize(s->model, j->prompt, strlen(j->prompt), true, true, NULL, 0, &n_prompt);
-    if ((ts && ts != LB_ERR_RANGE) || (int)n_prompt + 1 > s->p.n_ctx) {
+    lb_status ts = lb_srv_job_tokenize(j, s->model);
+    size_t n_prompt = (size_t)j->n_tokens_prompt;
+    if (ts == LB_ERR_NOMEM) {
+        lb_srv_job_free(j);
+        return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
+    }
+    if (ts || (int)n_prompt + 1 > s->p.n_ctx) {
         char msg[160];
         snprintf(msg, sizeof msg, "the prompt has %zu tokens; the context holds %d (prompt plus generated tokens)",
                  n_prompt, s->p.n_ctx);
@@ -382,7 +387,7 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
             sse_send(&o, chunk);
             free(chunk);
             if (req.include_usage) {
-                chunk = lb_oai_usage_chunk(&req, id, created, model, j->stats.n_prompt, j->stats.n_gen);
+                chunk = lb_oai_usage_chunk(&req, id, created, model, j->stats.n_prompt, j->n_cached, j->stats.n_gen);
                 sse_send(&o, chunk);
                 free(chunk);
             }
@@ -412,7 +417,7 @@ static int handle_generate(srv *s, struct mg_connection *c, bool chat)
         } else {
             const char *fin = lb_oai_finish_reason(timed_out ? "length" : j->stats.finish_reason);
             char *json = lb_oai_response(&req, id, created, model, j->text, j->n_text, fin, j->stats.n_prompt,
-                                         j->stats.n_gen);
+                                         j->n_cached, j->stats.n_gen);
             status = reply_json(c, 200, json, chat ? "X-Chat-Template" : NULL, lb_chat_format_name(s->chat));
         }
     }
@@ -612,7 +617,8 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
     sp.kv_type_v = p->kv_v;
     sp.n_window = p->n_window;
     sp.n_sinks = p->n_sinks;
-    if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, s->metrics, err, sizeof err))) {
+    if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, p->prompt_cache, s->metrics, err,
+                                                             sizeof err))) {
         fprintf(stderr, "lowbit serve: %s\n", err[0] ? err : "out of memory");
         goto out;
     }
@@ -665,9 +671,13 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
     struct mg_server_port sport[4];
     int np = mg_get_server_ports(ctx, 4, sport);
     int port = np > 0 ? sport[0].port : p->port;
-    fprintf(stderr, "lowbit serve: listening on http://%s%s%s:%d (model %s, chat template %s, %d slot%s, context %d)\n",
+    fprintf(stderr,
+            "lowbit serve: listening on http://%s%s%s:%d (model %s, chat template %s, %d slot%s, context %d, prompt "
+            "cache %s)\n",
             v6 ? "[" : "", p->host, v6 ? "]" : "", port, p->model_name, lb_chat_format_name(s->chat), p->parallel,
-            p->parallel == 1 ? "" : "s", p->n_ctx);
+            p->parallel == 1 ? "" : "s", p->n_ctx,
+            lb_srv_sched_prompt_cache(s->sched) ? "on" : p->prompt_cache ? "off (needs an F16 cache without a window)"
+                                                                           : "off");
     while (!*stop) {
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);

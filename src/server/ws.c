@@ -471,10 +471,10 @@ static char *final_json(ws_gen *g)
     double total = g->t_done_ms - g->t_arrival_ms;
     double ttft = g->t_first_ms > 0 ? g->t_first_ms - g->t_arrival_ms : total;
     double tps = st->gen_ms > 0 ? st->n_gen * 1000.0 / st->gen_ms : 0;
-    return dump(json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i}, s:{s:f, s:f, s:f}}", "type", "done", "id", g->id,
+    return dump(json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:{s:f, s:f, s:f}}", "type", "done", "id", g->id,
                           "finish_reason", finish_reason(j->rc == LB_ERR_CANCELLED ? "cancelled" : st->finish_reason),
-                          "usage", "prompt_tokens", st->n_prompt, "completion_tokens", st->n_gen, "total_tokens",
-                          st->n_prompt + st->n_gen, "timings", "ttft_ms", round(ttft * 1000) / 1000,
+                          "usage", "prompt_tokens", st->n_prompt, "cached_tokens", j->n_cached, "completion_tokens",
+                          st->n_gen, "total_tokens", st->n_prompt + st->n_gen, "timings", "ttft_ms", round(ttft * 1000) / 1000,
                           "tokens_per_second", round(tps * 1000) / 1000, "total_ms", round(total * 1000) / 1000));
 }
 
@@ -635,9 +635,15 @@ static void handle_generate(ws_conn *c, json_t *root, const char *data, size_t l
         return;
     }
     /* The prompt must leave room for one generated token; a clear error beats a failed generation. */
-    size_t n_prompt = 0;
-    lb_status ts = lb_tokenize(w->p.model, j->prompt, strlen(j->prompt), true, true, NULL, 0, &n_prompt);
-    if ((ts && ts != LB_ERR_RANGE) || (int)n_prompt + 1 > w->p.n_ctx) {
+    lb_status ts = lb_srv_job_tokenize(j, w->p.model);
+    size_t n_prompt = (size_t)j->n_tokens_prompt;
+    if (ts == LB_ERR_NOMEM) {
+        lb_srv_job_free(j);
+        free(g);
+        send_error(c, id, "internal", "out of memory");
+        return;
+    }
+    if (ts || (int)n_prompt + 1 > w->p.n_ctx) {
         char msg[160];
         snprintf(msg, sizeof msg, "the prompt has %zu tokens; the context holds %d (prompt plus generated tokens)",
                  n_prompt, w->p.n_ctx);

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "generate/gen_step.h"
+#include "generate/session.h"
 #include "base/alloc.h"
 #include "base/threadpool.h"
 #include "kernels/kernels.h"
@@ -558,6 +559,58 @@ static void test_fused_matmul_equals_separate(void)
     free(x);
 }
 
+/* The prompt cache's prefix sharing (lb__session_share_prefix): a session
+ * started from another's first k positions (copied), or from its own (the
+ * rest dropped), then fed the remaining tokens gives the logits of a fresh
+ * session fed the first k tokens and then the rest, bit for bit, whatever
+ * its cache held before; caches that cannot share say so with 0. */
+static void test_shared_prefix_bit_exact(void)
+{
+    const char *prompt = k_prompts[3];
+    lb_token toks[256];
+    size_t n = 0;
+    CHECK(lb_tokenize(g_model, prompt, strlen(prompt), true, true, toks, 256, &n) == LB_OK);
+    const int k = (int)n - 3;   /* shared; the last 3 are fed after */
+    float *want = malloc((size_t)g_vocab * sizeof *want), *got = malloc((size_t)g_vocab * sizeof *got);
+    lb_session *fresh = new_session(128, 2, LB_KV_F16, LB_KV_F16);
+    lb_session *src = new_session(128, 2, LB_KV_F16, LB_KV_F16);
+    lb_session *dst = new_session(128, 2, LB_KV_F16, LB_KV_F16);
+    CHECK(lb_session_eval(fresh, toks, k, NULL, true) == LB_OK);
+    CHECK(lb_session_eval(fresh, toks + k, (int)n - k, want, true) == LB_OK);
+
+    /* src: the whole prompt and some generated tokens; dst: another prompt first (its cache not empty) */
+    CHECK(lb_session_eval(src, toks, (int)n, got, true) == LB_OK);
+    for (int t = 0; t < 5; t++) {
+        lb_token next = argmax(got);
+        CHECK(lb_session_eval(src, &next, 1, got, true) == LB_OK);
+    }
+    prefill(dst, 1, got);
+    CHECK(lb__session_share_prefix(dst, src, k) == k);
+    CHECK(lb_session_n_past(dst) == k);
+    CHECK(lb_session_eval(dst, toks + k, (int)n - k, got, true) == LB_OK);
+    CHECK(memcmp(got, want, (size_t)g_vocab * sizeof *got) == 0);
+
+    /* its own prefix: src keeps k of its n + 5 positions */
+    CHECK(lb__session_share_prefix(src, src, k) == k);
+    CHECK(lb_session_eval(src, toks + k, (int)n - k, got, true) == LB_OK);
+    CHECK(memcmp(got, want, (size_t)g_vocab * sizeof *got) == 0);
+
+    /* more than src holds, and caches that cannot share: nothing, and an empty context */
+    CHECK(lb__session_share_prefix(dst, src, (int)n + 1) == 0);
+    CHECK(lb_session_n_past(dst) == 0);
+    lb_session *q = new_session(128, 2, LB_KV_Q8, LB_KV_Q8);
+    prefill(q, 3, got);
+    CHECK(lb__session_share_prefix(q, src, k) == 0);
+    CHECK(lb_session_n_past(q) == 0);
+    CHECK(lb__session_share_prefix(dst, q, 1) == 0);
+    lb_session_free(q);
+    lb_session_free(fresh);
+    lb_session_free(src);
+    lb_session_free(dst);
+    free(want);
+    free(got);
+}
+
 int main(void)
 {
     lb_model_params mp = lb_model_default_params();
@@ -579,6 +632,7 @@ int main(void)
     RUN(test_prompts_in_the_batch_bit_exact);
     RUN(test_stepped_generations_match_lb_generate);
     RUN(test_cancel_between_steps);
+    RUN(test_shared_prefix_bit_exact);
     lb_model_free(g_model);
     return check_done();
 }
