@@ -37,7 +37,10 @@ static const char *help =
     "                        within S seconds (default 30; bounds slowloris clients)\n"
     "      --name NAME       the model id reported to clients (default: general.name or the file name)\n"
     "      --no-prompt-cache evaluate every prompt in full (default: a prompt starts from the\n"
-    "                        longest prefix of it any slot's KV cache holds; F16 caches only)\n"
+    "                        longest prefix of it a slot's KV cache or the prompt store holds;\n"
+    "                        F16 caches without --window only)\n"
+    "      --prompt-store MB keys and values kept after their slot took another request, for\n"
+    "                        prompts that begin the same way later (default 128; 0 = none)\n"
     LB_CLI_KV_HELP;
 
 static volatile sig_atomic_t stop_flag;
@@ -98,6 +101,7 @@ int lb_cli_serve(int argc, char **argv)
         else if (!strcmp(a, "--io-timeout")) { VAL(); if (!lb_cli_int(cmd, a, v, 1, 3600, &l)) return 2; p.io_timeout_s = (int)l; }
         else if (!strcmp(a, "--name")) { VAL(); name = v; }
         else if (!strcmp(a, "--no-prompt-cache")) p.prompt_cache = false;
+        else if (!strcmp(a, "--prompt-store")) { VAL(); if (!lb_cli_int(cmd, a, v, 0, 1 << 20, &l)) return 2; p.prompt_store = (size_t)l << 20; }
         else if ((kvf = lb_cli_kv_flag(cmd, argc, argv, &i, &kv)) != 0) { if (kvf < 0) return 2; }
         else { fprintf(stderr, "lowbit serve: unknown option '%s' (see lowbit serve --help)\n", a); return 2; }
 #undef VAL

@@ -165,6 +165,25 @@ int lb__session_share_prefix(lb_session *dst, lb_session *src, int n)
 
 int lb_session_n_past(const lb_session *s) { return s->n_past; }
 
+size_t lb__session_prefix_bytes(const lb_session *s, int n)
+{
+    return s->kv && n > 0 && n <= s->n_past ? lb_kv_cache_prefix_bytes(s->kv, n) : 0;
+}
+
+bool lb__session_save_prefix(const lb_session *s, int n, void *buf)
+{
+    return lb__session_prefix_bytes(s, n) && lb_kv_cache_save_prefix(s->kv, n, buf) == LB_OK;
+}
+
+int lb__session_load_prefix(lb_session *s, const void *buf, int n_saved, int n)
+{
+    s->n_past = 0;
+    if (!s->kv || n <= 0 || lb_kv_cache_load_prefix(s->kv, buf, n_saved, n))
+        return 0;
+    s->n_past = n;
+    return n;
+}
+
 static lb_status eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only);
 
 lb_status lb_session_eval(lb_session *s, const lb_token *tokens, int n, float *logits, bool logits_last_only)

@@ -38,4 +38,13 @@ void lb__session_release(lb_session *s);
  * evaluation. */
 int lb__session_share_prefix(lb_session *dst, lb_session *src, int n);
 
+/* The same through a buffer (kv_cache.h): the bytes of s's first n
+ * positions (0 if s holds fewer or its cache cannot share), saving them
+ * (false if it cannot), and starting s's context with the first n of
+ * n_saved positions saved from a session of the same model and context
+ * (returns n, or 0 with s's context empty). */
+size_t lb__session_prefix_bytes(const lb_session *s, int n);
+bool lb__session_save_prefix(const lb_session *s, int n, void *buf);
+int lb__session_load_prefix(lb_session *s, const void *buf, int n_saved, int n);
+
 #endif

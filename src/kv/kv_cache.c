@@ -265,6 +265,48 @@ lb_status lb_kv_cache_copy_prefix(lb_kv_cache *dst, const lb_kv_cache *src, int 
     return LB_OK;
 }
 
+size_t lb_kv_cache_prefix_bytes(const lb_kv_cache *c, int n)
+{
+    if (!lb_kv_cache_prefix_shareable(c) || n < 0 || n > c->n_ctx)
+        return 0;
+    return (size_t)c->n_layer * c->n_head_kv * 2 * (size_t)n * c->head_dim * sizeof(lb_f16);
+}
+
+/* The buffer of n_saved positions: per layer and KV head, K [n_saved][head_dim], then V [head_dim][n_saved]. */
+lb_status lb_kv_cache_save_prefix(const lb_kv_cache *c, int n, void *buf)
+{
+    if (!lb_kv_cache_prefix_shareable(c))
+        return LB_ERR_UNSUPPORTED;
+    if (n < 0 || n > c->n_ctx)
+        return LB_ERR_RANGE;
+    lb_f16 *o = buf;
+    for (int il = 0; il < c->n_layer; il++)
+        for (int h = 0; h < c->n_head_kv; h++) {
+            memcpy(o, k_row(c, il, h, 0), (size_t)n * c->head_dim * sizeof(lb_f16));
+            o += (size_t)n * c->head_dim;
+            for (int d = 0; d < c->head_dim; d++, o += n)
+                memcpy(o, v_row(c, il, h, d), (size_t)n * sizeof(lb_f16));
+        }
+    return LB_OK;
+}
+
+lb_status lb_kv_cache_load_prefix(lb_kv_cache *c, const void *buf, int n_saved, int n)
+{
+    if (!lb_kv_cache_prefix_shareable(c))
+        return LB_ERR_UNSUPPORTED;
+    if (n < 0 || n > n_saved || n_saved > c->n_ctx)
+        return LB_ERR_RANGE;
+    const lb_f16 *in = buf;
+    for (int il = 0; il < c->n_layer; il++)
+        for (int h = 0; h < c->n_head_kv; h++) {
+            memcpy(k_row(c, il, h, 0), in, (size_t)n * c->head_dim * sizeof(lb_f16));
+            in += (size_t)n_saved * c->head_dim;
+            for (int d = 0; d < c->head_dim; d++, in += n_saved)
+                memcpy(v_row(c, il, h, d), in, (size_t)n * sizeof(lb_f16));
+        }
+    return LB_OK;
+}
+
 /* Asks for the cache lines a decode step's attention of one KV head reads:
  * its keys (n_pos rows, one run) and the first n_pos positions of its 64
  * value rows (64 short runs that the hardware prefetchers do not follow).

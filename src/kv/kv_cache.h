@@ -54,6 +54,15 @@ bool lb_kv_cache_prefix_shareable(const lb_kv_cache *c);
  * those n tokens would have stored.  LB_ERR_UNSUPPORTED if either cannot
  * share, LB_ERR_RANGE if n is outside 0..n_ctx. */
 lb_status lb_kv_cache_copy_prefix(lb_kv_cache *dst, const lb_kv_cache *src, int n);
+/* The same through a buffer, for keeping a prefix after the cache moves on
+ * (the server's prompt store): bytes for n positions (0 if c cannot share),
+ * then K and V of positions 0..n-1 written to buf, and positions 0..n-1 of
+ * a cache of the same model and context read back from a buffer that
+ * n_saved >= n positions were saved to.  LB_ERR_UNSUPPORTED / LB_ERR_RANGE
+ * as lb_kv_cache_copy_prefix. */
+size_t lb_kv_cache_prefix_bytes(const lb_kv_cache *c, int n);
+lb_status lb_kv_cache_save_prefix(const lb_kv_cache *c, int n, void *buf);
+lb_status lb_kv_cache_load_prefix(lb_kv_cache *c, const void *buf, int n_saved, int n);
 /* The quantized store inside c, or NULL for an F16/F16 cache (tests). */
 lb_kvq_cache *lb__kv_cache_quant(lb_kv_cache *c);
 /* The bytes of the handle wrapped around a quantized store (for the estimator). */

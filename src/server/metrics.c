@@ -153,7 +153,8 @@ static void render_hist(out_buf *o, const char *name, const char *help, const hi
          name, (unsigned long long)h->n);
 }
 
-char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, int slots_busy, int slots)
+char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, int slots_busy, int slots,
+                            int store_entries, size_t store_bytes)
 {
     out_buf o = {malloc(4096), 0, 4096, 0};
     if (!o.p)
@@ -181,6 +182,10 @@ char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, i
     outf(&o, "# HELP lowbit_slots_busy Slots generating now.\n# TYPE lowbit_slots_busy gauge\nlowbit_slots_busy %d\n",
          slots_busy);
     outf(&o, "# HELP lowbit_slots Inference slots (--parallel).\n# TYPE lowbit_slots gauge\nlowbit_slots %d\n", slots);
+    outf(&o, "# HELP lowbit_prompt_store_entries Token sequences the prompt store keeps.\n"
+             "# TYPE lowbit_prompt_store_entries gauge\nlowbit_prompt_store_entries %d\n", store_entries);
+    outf(&o, "# HELP lowbit_prompt_store_bytes Bytes of keys and values the prompt store keeps (--prompt-store).\n"
+             "# TYPE lowbit_prompt_store_bytes gauge\nlowbit_prompt_store_bytes %zu\n", store_bytes);
     static const char *const step_kind[2] = {"decode", "prompt"};
     outf(&o, "# HELP lowbit_batch_steps_total Batched forward passes: decode rows only, or with prompt rows.\n"
              "# TYPE lowbit_batch_steps_total counter\n");

@@ -2,6 +2,7 @@
 #ifndef LB_SERVER_METRICS_H
 #define LB_SERVER_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The routes requests are counted under (a fixed set, so labels stay bounded). */
@@ -26,6 +27,7 @@ void lb_srv_metrics_token_latency(lb_srv_metrics *m, double seconds); /* between
 void lb_srv_metrics_step(lb_srv_metrics *m, int decode_rows, int prompt_rows, double forward_s, double deliver_s);
 
 /* The Prometheus text exposition (format 0.0.4); malloc'd, NULL on allocation failure. */
-char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, int slots_busy, int slots);
+char *lb_srv_metrics_render(lb_srv_metrics *m, int queue_depth, int queue_cap, int slots_busy, int slots,
+                            int store_entries, size_t store_bytes);
 
 #endif

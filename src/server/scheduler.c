@@ -13,6 +13,7 @@
 #include "generate/batch.h"
 #include "generate/gen_step.h"
 #include "generate/session.h"
+#include "prompt_store.h"
 
 /* One generation's place in the batch: its session (KV cache) is reused by
  * every job that runs in the slot. */
@@ -46,6 +47,9 @@ struct lb_srv_sched {
     pthread_t thread;              /* the decode loop */
     bool started;
     bool prompt_cache;             /* a new prompt starts from the longest prefix any slot's cache holds */
+    lb_prompt_store *store;        /* what slots' caches held before other requests took them, or NULL */
+    atomic_int store_entries;      /* its usage, published by the decode thread for /metrics */
+    atomic_size_t store_bytes;
     lb_srv_metrics *metrics;
 };
 
@@ -214,41 +218,60 @@ static void complete(lb_srv_sched *s, slot *sl)
 
 /* The prompt cache: the new prompt of sl (its generation just begun, its
  * session emptied; held: the positions its cache had before) starts from the
- * longest prefix of it that any slot's cache holds, its own or a running
- * one's (whose first positions never change while it appends), copied over.
- * The keys and values of a position depend only on the tokens up to it, and
- * each row's computation does not depend on the batch around it, so the
- * copy is what evaluating those tokens again would store. */
+ * longest prefix of it that a slot's cache holds, its own or another's (a
+ * running one's first positions never change while it appends), or the
+ * prompt store, copied over.  What sl's cache held and would lose goes to
+ * the store first.  The keys and values of a position depend only on the
+ * tokens up to it, and a row's computation does not depend on the batch
+ * around it, so the copy is what evaluating those tokens again would store. */
 static void reuse_prefix(lb_srv_sched *s, slot *sl, int held)
 {
     const lb__gen *g = &sl->gen;
     const int want = g->n_prompt - 1;   /* the last prompt token is evaluated: its row gives the first sample */
+    const int mine = held < sl->n_hist ? held : sl->n_hist;
+    sl->n_hist = mine;
+    sl->session->n_past = mine;   /* lb__gen_begin emptied it; the positions are still there */
     slot *best = NULL;
     int n_best = 0;
     for (int i = 0; i < s->n_slots && want > 0; i++) {
         slot *c = &s->slots[i];
-        const int have = c == sl ? (held < c->n_hist ? held : c->n_hist) : c->n_hist;
         int k = 0;
-        while (k < have && k < want && c->hist[k] == g->prompt[k])
+        while (k < c->n_hist && k < want && c->hist[k] == g->prompt[k])
             k++;
         if (k > n_best || (k == n_best && k && c == sl)) {   /* no copy when this slot's own cache does as well */
             best = c;
             n_best = k;
         }
     }
-    sl->n_hist = 0;
-    if (!best)
+    lb_prompt_entry *e = NULL;
+    const int n_store = want > 0 ? lb_prompt_store_match(s->store, g->prompt, want, &e) : 0;
+    const bool from_store = n_store > n_best;
+    const int n = from_store ? n_store : n_best;
+    /* sl keeps its own positions only when it is the source and they are all in the prefix */
+    if (s->store && mine > 0 && !(best == sl && !from_store && n_best == mine)) {
+        lb_prompt_store_put(s->store, sl->session, sl->hist, mine);
+        int entries;
+        size_t bytes;
+        lb_prompt_store_usage(s->store, &entries, &bytes);
+        atomic_store(&s->store_entries, entries);
+        atomic_store(&s->store_bytes, bytes);
+    }
+    int got = 0;
+    if (from_store)
+        got = lb_prompt_store_load(s->store, e, sl->session, n);
+    else if (best)
+        got = lb__session_share_prefix(sl->session, best->session, n);
+    else
+        sl->session->n_past = 0;
+    sl->n_hist = got;
+    if (!got)
         return;
-    if (best == sl)
-        sl->session->n_past = n_best;   /* lb__gen_begin emptied it; the positions are still there */
-    const int n = lb__session_share_prefix(sl->session, best->session, n_best);
-    if (!n)
-        return;
-    if (best != sl)
-        memcpy(sl->hist, best->hist, (size_t)n * sizeof *sl->hist);
-    sl->n_hist = n;
-    lb__gen_prompt_cached(&sl->gen, n);
-    sl->job->n_cached = n;
+    if (from_store)
+        memcpy(sl->hist, g->prompt, (size_t)got * sizeof *sl->hist);
+    else if (best != sl)
+        memcpy(sl->hist, best->hist, (size_t)got * sizeof *sl->hist);
+    lb__gen_prompt_cached(&sl->gen, got);
+    sl->job->n_cached = got;
 }
 
 /* Sets up a job that has just been given a slot; its prompt is evaluated by
@@ -474,7 +497,8 @@ static void *decode_loop(void *arg)
 }
 
 lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_slots, int queue_cap,
-                               bool prompt_cache, lb_srv_metrics *metrics, char *err, size_t err_cap)
+                               bool prompt_cache, size_t store_bytes, lb_srv_metrics *metrics, char *err,
+                               size_t err_cap)
 {
     if (n_slots < 1)
         n_slots = 1;
@@ -539,6 +563,11 @@ lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_s
             lb_srv_sched_free(s);
             return NULL;
         }
+    if (s->prompt_cache && store_bytes && !(s->store = lb_prompt_store_new(store_bytes))) {
+        snprintf(err, err_cap, "out of memory");
+        lb_srv_sched_free(s);
+        return NULL;
+    }
     if (pthread_create(&s->thread, NULL, decode_loop, s)) {
         snprintf(err, err_cap, "cannot start the decode thread");
         lb_srv_sched_free(s);
@@ -565,6 +594,7 @@ void lb_srv_sched_free(lb_srv_sched *s)
     /* Jobs still queued belong to HTTP threads, which see them never start and time out; none should be left
      * because the HTTP server is stopped first. */
     lb_batch_free(s->batch);
+    lb_prompt_store_free(s->store);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->slots);
@@ -626,6 +656,12 @@ void lb_srv_job_abandon(lb_srv_sched *s, lb_srv_job *j)
 }
 
 bool lb_srv_sched_prompt_cache(const lb_srv_sched *s) { return s->prompt_cache; }
+
+void lb_srv_sched_store_usage(lb_srv_sched *s, int *entries, size_t *bytes)
+{
+    *entries = atomic_load(&s->store_entries);
+    *bytes = atomic_load(&s->store_bytes);
+}
 
 void lb_srv_sched_load(lb_srv_sched *s, int *queued, int *queue_cap, int *busy, int *slots)
 {

@@ -75,12 +75,14 @@ typedef struct lb_srv_sched lb_srv_sched;
 
 /* Makes n_slots sessions from sp (each with sp->n_threads threads, which the
  * batch's matrix products use too) and starts the decode thread.
- * prompt_cache: a job's prompt starts from the longest prefix of it that any
- * slot's KV cache holds (docs/server.md, "Prompt cache"); only F16 caches
- * without a window can, see lb_srv_sched_prompt_cache.  On failure returns
- * NULL with a message in err. */
+ * prompt_cache: a job's prompt starts from the longest prefix of it that a
+ * slot's KV cache or the prompt store (at most store_bytes; 0 = none)
+ * holds (docs/server.md, "Prompt cache"); only F16 caches without a window
+ * can, see lb_srv_sched_prompt_cache.  On failure returns NULL with a
+ * message in err. */
 lb_srv_sched *lb_srv_sched_new(lb_model *m, const lb_session_params *sp, int n_slots, int queue_cap,
-                               bool prompt_cache, lb_srv_metrics *metrics, char *err, size_t err_cap);
+                               bool prompt_cache, size_t store_bytes, lb_srv_metrics *metrics, char *err,
+                               size_t err_cap);
 /* Whether the prompt cache is on (asked for, and the KV cache type allows it). */
 bool lb_srv_sched_prompt_cache(const lb_srv_sched *s);
 /* Cancels running jobs and joins the decode thread; queued jobs are left to their HTTP threads. */
@@ -96,5 +98,7 @@ bool lb_srv_sched_withdraw(lb_srv_sched *s, lb_srv_job *j);
 void lb_srv_job_abandon(lb_srv_sched *s, lb_srv_job *j);
 
 void lb_srv_sched_load(lb_srv_sched *s, int *queued, int *queue_cap, int *busy, int *slots);
+/* The prompt store's entries and bytes (0, 0 without one). */
+void lb_srv_sched_store_usage(lb_srv_sched *s, int *entries, size_t *bytes);
 
 #endif

@@ -47,6 +47,7 @@ lb_server_params lb_server_default_params(void)
     p.max_body = 1 << 20;
     p.io_timeout_s = 30;
     p.prompt_cache = true;
+    p.prompt_store = (size_t)128 << 20;
     return p;
 }
 
@@ -517,7 +518,10 @@ static int route(srv *s, struct mg_connection *c, lb_srv_route *r)
     case LB_ROUTE_METRICS: {
         int q, qc, busy, slots;
         lb_srv_sched_load(s->sched, &q, &qc, &busy, &slots);
-        char *text = lb_ws_metrics_append(s->ws, lb_srv_metrics_render(s->metrics, q, qc, busy, slots));
+        int entries;
+        size_t bytes;
+        lb_srv_sched_store_usage(s->sched, &entries, &bytes);
+        char *text = lb_ws_metrics_append(s->ws, lb_srv_metrics_render(s->metrics, q, qc, busy, slots, entries, bytes));
         if (!text)
             return reply_error(c, 500, "server_error", "out_of_memory", "out of memory", NULL, NULL);
         int st = reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL, false);
@@ -617,8 +621,8 @@ int lb_server_run(lb_model *m, const lb_server_params *p, volatile sig_atomic_t 
     sp.kv_type_v = p->kv_v;
     sp.n_window = p->n_window;
     sp.n_sinks = p->n_sinks;
-    if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, p->prompt_cache, s->metrics, err,
-                                                             sizeof err))) {
+    if (!s->metrics || !(s->sched = lb_srv_sched_new(m, &sp, p->parallel, p->queue, p->prompt_cache, p->prompt_store,
+                                                             s->metrics, err, sizeof err))) {
         fprintf(stderr, "lowbit serve: %s\n", err[0] ? err : "out of memory");
         goto out;
     }

@@ -24,7 +24,8 @@ typedef struct lb_server_params {
     int io_timeout_s;        /* request headers must arrive, and each socket read/write complete, within this (default 30) */
     lb_kv_type kv_k, kv_v;   /* KV cache types of every slot's session (default F16) */
     int n_window, n_sinks;   /* sliding window and sinks of every slot's session (lb_session_params; default 0 = none) */
-    bool prompt_cache;       /* a prompt starts from the longest prefix of it any slot's cache holds (default true) */
+    bool prompt_cache;       /* a prompt starts from the longest prefix of it a cache holds (default true) */
+    size_t prompt_store;     /* bytes of keys and values kept after their slots moved on (default 128 MiB; 0 = none) */
 } lb_server_params;
 
 lb_server_params lb_server_default_params(void);

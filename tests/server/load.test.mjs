@@ -18,11 +18,14 @@ test('8 concurrent streaming clients for 5 s: zero errors, batched slots all use
   assert.equal(r.errors, 0, `errors: ${r.error_samples.join('; ')}`);
   assert.ok(r.requests >= 8, `only ${r.requests} requests finished`);
   assert.ok(r.tokens > 0);
-  // The batched-step counters account for the run: a prompt row per prompt token, a decode row per generated
-  // token after each request's first (which the prompt's last row gives), and the forward time within the wall time.
+  // The batched-step counters account for the run: a prompt row per prompt token the prompt cache did not supply
+  // (at least the last of each prompt), a decode row per generated token after each request's first (which the
+  // prompt's last row gives), and the forward time within the wall time.
   const s = r.steps;
   assert.ok(s, 'the step counters are in /metrics');
-  assert.ok(s.rows_prompt >= 2 * r.requests, `${s.rows_prompt} prompt rows for ${r.requests} requests`);
+  assert.equal(s.rows_prompt, r.prompt_tokens - r.cached_prompt_tokens,
+               `${s.rows_prompt} prompt rows for ${r.prompt_tokens} prompt tokens, ${r.cached_prompt_tokens} cached`);
+  assert.ok(s.rows_prompt >= r.requests && r.cached_prompt_tokens > 0, `${s.rows_prompt} prompt rows for ${r.requests} requests`);
   assert.ok(s.rows_decode >= r.tokens - r.requests && s.rows_decode <= r.tokens + r.requests,
             `${s.rows_decode} decode rows for ${r.tokens} tokens of ${r.requests} requests`);
   assert.ok(s.steps_decode > 0 && s.steps_prompt > 0 && s.rows_decode > s.steps_decode, 'steps batched several streams');

@@ -65,6 +65,29 @@ test('the prefix of a generation still running in another slot is copied', async
   assert.ok(metric(m, 'lowbit_prompt_tokens_cached_total') >= 2 * (short.usage.prompt_tokens - 1));
 });
 
+test('a conversation a slot held before another request took it comes back from the prompt store', async () => {
+  const one = await startServer(['--parallel', '1', '-c', '512']);
+  const none = await startServer(['--parallel', '1', '-c', '512', '--prompt-store', '0']);
+  try {
+    const D = 'Install the package with the command';
+    for (const srv of [one, none]) {
+      await complete(srv, A);
+      await complete(srv, D);   // the only slot now holds D: A's keys and values went to the store, if there is one
+    }
+    const back = await complete(one, A), lost = await complete(none, A);
+    assert.equal(back.usage.prompt_tokens_details.cached_tokens, back.usage.prompt_tokens - 1);
+    assert.ok(lost.usage.prompt_tokens_details.cached_tokens < back.usage.prompt_tokens / 2, '--prompt-store 0 keeps nothing');
+    assert.equal(back.text, lost.text);
+    const m = await (await fetch(one.url + '/metrics')).text();
+    assert.ok(metric(m, 'lowbit_prompt_store_entries') >= 2, m);
+    assert.ok(metric(m, 'lowbit_prompt_store_bytes') > 0);
+    assert.equal(metric(await (await fetch(none.url + '/metrics')).text(), 'lowbit_prompt_store_bytes'), 0);
+  } finally {
+    assert.equal(await one.stop(), 0);
+    assert.equal(await none.stop(), 0);
+  }
+});
+
 test('a quantized KV cache turns the prompt cache off and says so', async () => {
   const q = await startServer(['--kv-k', 'q8', '--kv-v', 'q8', '-c', '256']);
   try {

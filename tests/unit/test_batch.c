@@ -595,6 +595,20 @@ static void test_shared_prefix_bit_exact(void)
     CHECK(lb_session_eval(src, toks + k, (int)n - k, got, true) == LB_OK);
     CHECK(memcmp(got, want, (size_t)g_vocab * sizeof *got) == 0);
 
+    /* through a buffer (the server's prompt store): the first k of n saved positions, loaded into dst */
+    prefill(dst, 2, got);
+    const size_t bytes = lb__session_prefix_bytes(src, (int)n);
+    CHECK(bytes > 0 && lb__session_prefix_bytes(src, (int)n + 1) == 0);
+    void *buf = malloc(bytes);
+    CHECK(lb__session_save_prefix(src, (int)n, buf));
+    CHECK(lb__session_load_prefix(dst, buf, (int)n, k) == k);
+    CHECK(lb_session_n_past(dst) == k);
+    CHECK(lb_session_eval(dst, toks + k, (int)n - k, got, true) == LB_OK);
+    CHECK(memcmp(got, want, (size_t)g_vocab * sizeof *got) == 0);
+    CHECK(lb__session_load_prefix(dst, buf, k, (int)n) == 0);   /* more than were saved */
+    CHECK(lb_session_n_past(dst) == 0);
+    free(buf);
+
     /* more than src holds, and caches that cannot share: nothing, and an empty context */
     CHECK(lb__session_share_prefix(dst, src, (int)n + 1) == 0);
     CHECK(lb_session_n_past(dst) == 0);
@@ -603,6 +617,7 @@ static void test_shared_prefix_bit_exact(void)
     CHECK(lb__session_share_prefix(q, src, k) == 0);
     CHECK(lb_session_n_past(q) == 0);
     CHECK(lb__session_share_prefix(dst, q, 1) == 0);
+    CHECK(lb__session_prefix_bytes(q, 1) == 0 && !lb__session_save_prefix(q, 1, got));
     lb_session_free(q);
     lb_session_free(fresh);
     lb_session_free(src);
