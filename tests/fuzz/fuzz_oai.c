@@ -48,6 +48,42 @@ static void must_be_json(char *text)
     free(text);
 }
 
+/* The streamed text chunk, written without jansson (openai.c, text_chunk), for the raw bytes as the text: when
+ * jansson takes them as a string (valid UTF-8) it must be a JSON object carrying exactly those bytes; otherwise,
+ * if there is one at all, still JSON (the bytes left out). */
+static void check_text_chunk(bool chat, const char *text, size_t n)
+{
+    if (!n && chat)
+        return;   /* no text: the chunk with an empty delta, jansson's */
+    lb_oai_request r = {.chat = chat};
+    char *c = lb_oai_chunk(&r, "id-\"1\"", 7, "m\\\n", text, n, NULL, false);
+    json_t *ref = json_stringn(text, n);
+    const bool valid = ref != NULL;
+    json_decref(ref);
+    if (!c) {
+        if (valid) {
+            fprintf(stderr, "fuzz_oai: no text chunk for valid UTF-8\n");
+            abort();
+        }
+        return;
+    }
+    json_error_t err;
+    json_t *v = json_loads(c, JSON_ALLOW_NUL, &err);   /* the text may hold NUL, as \\u0000 */
+    json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
+    json_t *t = chat ? json_object_get(json_object_get(ch, "delta"), "content") : json_object_get(ch, "text");
+    const bool same = json_is_string(t) && json_string_length(t) == n && !memcmp(json_string_value(t), text, n) &&
+                      !strcmp(json_string_value(json_object_get(v, "id")), "id-\"1\"") &&
+                      !strcmp(json_string_value(json_object_get(v, "model")), "m\\\n") &&
+                      json_integer_value(json_object_get(v, "created")) == 7 &&
+                      json_is_null(json_object_get(ch, "finish_reason"));
+    if (!json_is_object(v) || (valid && !same)) {
+        fprintf(stderr, "fuzz_oai: the text chunk does not carry the text: %s\n", c);
+        abort();
+    }
+    json_decref(v);
+    free(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -85,9 +121,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = strlen(job.prompt);
         must_be_json(lb_oai_chunk(&req, "id-1", 1, "m", job.prompt, n, NULL, true));
         must_be_json(lb_oai_chunk(&req, "id-1", 1, "m", "", 0, "stop", false));
-        must_be_json(lb_oai_usage_chunk(&req, "id-1", 1, "m", 3, 4));
-        must_be_json(lb_oai_response(&req, "id-1", 1, "m", job.prompt, n, "length", 3, 4));
+        must_be_json(lb_oai_usage_chunk(&req, "id-1", 1, "m", 3, 2, 4));
+        must_be_json(lb_oai_response(&req, "id-1", 1, "m", job.prompt, n, "length", 3, 2, 4));
     }
     job_clear(&job);
+    check_text_chunk(chat, body, len);
     return 0;
 }
