@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+
 lb_chat_format lb_chat_detect(const char *t)
 {
     if (!t)
@@ -41,30 +43,9 @@ const char *lb_chat_stop(lb_chat_format f)
     return f == LB_CHAT_PLAIN ? "\nUser:" : NULL;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool failed;
-} sbuf;
+typedef lb_strbuf sbuf;
 
-static void put(sbuf *b, const char *s)
-{
-    size_t k = strlen(s);
-    if (b->failed)
-        return;
-    if (b->n + k + 1 > b->cap) {
-        size_t cap = (b->cap + k + 1) * 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, k + 1);
-    b->n += k;
-}
+static void put(sbuf *b, const char *s) { lb_strbuf_add(b, s, strlen(s)); }
 
 static bool is(const char *role, const char *want) { return role && !strcmp(role, want); }
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+
 #define MAX_STOP 4          /* OpenAI's own limit on stop strings */
 #define MAX_STOP_LEN 256    /* longer stop strings would only make the held-back text large */
 
@@ -319,34 +321,11 @@ static json_t *usage(int n_prompt, int n_cached, int n_gen)
                      n_prompt + n_gen, "prompt_tokens_details", "cached_tokens", n_cached);
 }
 
-/* A growing string for the streamed chunks' fast path. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool bad;   /* allocation failed or the text was not valid UTF-8 */
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->bad)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->bad = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
+/* The streamed chunks' fast path builds its text here; failed also marks text that is not valid UTF-8. */
+typedef lb_strbuf sbuf;
 
 /* A string literal, its length counted by the compiler. */
-#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+#define SB_LIT(b, lit) lb_strbuf_add((b), (lit), sizeof(lit) - 1)
 
 /* Bytes of the valid UTF-8 character starting at s[0..n), 0 if there is none (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF). */
@@ -380,21 +359,21 @@ static size_t utf8_char(const unsigned char *s, size_t n)
 static void sb_json_string(sbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    sb_put(b, "\"", 1);
+    lb_strbuf_add(b, "\"", 1);
     size_t i = 0, run = 0;   /* bytes s[i - run .. i) need no escape */
-    while (i < n && !b->bad) {
+    while (i < n && !b->failed) {
         const unsigned char c = u[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             const size_t k = utf8_char(u + i, n - i);
             if (!k) {
-                b->bad = true;
+                b->failed = true;
                 break;
             }
             i += k;
             run += k;
             continue;
         }
-        sb_put(b, s + i - run, run);
+        lb_strbuf_add(b, s + i - run, run);
         run = 0;
         char esc[8];
         const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
@@ -403,11 +382,11 @@ static void sb_json_string(sbuf *b, const char *s, size_t n)
             snprintf(esc, sizeof esc, "\\u%04X", c);
             e = esc;
         }
-        sb_put(b, e, strlen(e));
+        lb_strbuf_add(b, e, strlen(e));
         i++;
     }
-    sb_put(b, s + i - run, run);
-    sb_put(b, "\"", 1);
+    lb_strbuf_add(b, s + i - run, run);
+    lb_strbuf_add(b, "\"", 1);
 }
 
 /* A streamed chunk that only carries text (no role, no finish reason), written directly: building it with
@@ -430,7 +409,7 @@ static char *text_chunk(const lb_oai_request *r, const char *id, long created, c
         SB_LIT(&b, ",\"object\":\"chat.completion.chunk\",\"created\":");
     else
         SB_LIT(&b, ",\"object\":\"text_completion\",\"created\":");
-    sb_put(&b, num, (size_t)snprintf(num, sizeof num, "%ld", created));
+    lb_strbuf_add(&b, num, (size_t)snprintf(num, sizeof num, "%ld", created));
     SB_LIT(&b, ",\"model\":");
     sb_json_string(&b, model, strlen(model));
     if (r->chat) {
@@ -443,7 +422,7 @@ static char *text_chunk(const lb_oai_request *r, const char *id, long created, c
         SB_LIT(&b, ",");
     }
     SB_LIT(&b, "\"logprobs\":null,\"finish_reason\":null}]}");
-    if (b.bad) {
+    if (b.failed) {
         free(b.p);
         return NULL;
     }
