@@ -244,9 +244,8 @@ static void reuse_prefix(lb_srv_sched *s, slot *sl, int held)
         }
     }
     lb_prompt_entry *e = NULL;
-    const int n_store = want > 0 ? lb_prompt_store_match(s->store, g->prompt, want, &e) : 0;
-    const bool from_store = n_store > n_best;
-    const int n = from_store ? n_store : n_best;
+    int n_store = want > 0 ? lb_prompt_store_match(s->store, g->prompt, want, &e) : 0;
+    bool from_store = n_store > n_best;
     /* sl keeps its own positions only when it is the source and they are all in the prefix */
     if (s->store && mine > 0 && !(best == sl && !from_store && n_best == mine)) {
         lb_prompt_store_put(s->store, sl->session, sl->hist, mine);
@@ -255,7 +254,13 @@ static void reuse_prefix(lb_srv_sched *s, slot *sl, int held)
         lb_prompt_store_usage(s->store, &entries, &bytes);
         atomic_store(&s->store_entries, entries);
         atomic_store(&s->store_bytes, bytes);
+        /* the put may have dropped e (superseded by sl's tokens, or the least recently used): match again */
+        if (from_store) {
+            n_store = lb_prompt_store_match(s->store, g->prompt, want, &e);
+            from_store = n_store > n_best;
+        }
     }
+    const int n = from_store ? n_store : n_best;
     int got = 0;
     if (from_store)
         got = lb_prompt_store_load(s->store, e, sl->session, n);
