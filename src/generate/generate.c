@@ -159,13 +159,7 @@ lb_status lb__gen_begin(lb__gen *g, lb_session *s, const char *prompt, const lb_
 lb_status lb__gen_begin_tokens(lb__gen *g, lb_session *s, const lb_token *tokens, int n, const lb_gen_params *gp,
                                lb_token_cb cb, void *user)
 {
-    if (!tokens || n < 0) {
-        memset(g, 0, sizeof *g);
-        g->done = true;
-        g->st.finish_reason = "error";
-        return g->rc = LB_ERR_INVALID_ARG;
-    }
-    return begin(g, s, NULL, tokens, (size_t)n, gp, cb, user);
+    return begin(g, s, NULL, n < 0 ? NULL : tokens, n < 0 ? 0 : (size_t)n, gp, cb, user);   /* NULL: refused */
 }
 
 void lb__gen_prompt_cached(lb__gen *g, int n)

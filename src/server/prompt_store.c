@@ -58,14 +58,6 @@ void lb_prompt_store_free(lb_prompt_store *ps)
     free(ps);
 }
 
-static int common(const lb_token *a, int na, const lb_token *b, int nb)
-{
-    int k = 0;
-    while (k < na && k < nb && a[k] == b[k])
-        k++;
-    return k;
-}
-
 void lb_prompt_store_put(lb_prompt_store *ps, const lb_session *s, const lb_token *toks, int n)
 {
     const size_t bytes = lb__session_prefix_bytes(s, n);
@@ -73,7 +65,7 @@ void lb_prompt_store_put(lb_prompt_store *ps, const lb_session *s, const lb_toke
         return;
     for (lb_prompt_entry **pp = &ps->head; *pp;) {
         lb_prompt_entry *e = *pp;
-        const int k = common(e->toks, e->n, toks, n);
+        const int k = lb_tokens_common(e->toks, e->n, toks, n);
         if (k == n) {   /* already held (maybe with more after it) */
             e->used = ++ps->clock;
             return;
@@ -114,7 +106,7 @@ int lb_prompt_store_match(lb_prompt_store *ps, const lb_token *toks, int n, lb_p
     int best = 0;
     *out = NULL;
     for (lb_prompt_entry *e = ps ? ps->head : NULL; e; e = e->next) {
-        const int k = common(e->toks, e->n, toks, n);
+        const int k = lb_tokens_common(e->toks, e->n, toks, n);
         if (k > best) {
             best = k;
             *out = e;

@@ -10,6 +10,15 @@
 
 #include "lowbit.h"
 
+/* Tokens a[0..na) and b[0..nb) have in common at their start. */
+static inline int lb_tokens_common(const lb_token *a, int na, const lb_token *b, int nb)
+{
+    int k = 0;
+    while (k < na && k < nb && a[k] == b[k])
+        k++;
+    return k;
+}
+
 typedef struct lb_prompt_store lb_prompt_store;
 typedef struct lb_prompt_entry lb_prompt_entry;
 

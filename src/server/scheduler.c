@@ -235,9 +235,7 @@ static void reuse_prefix(lb_srv_sched *s, slot *sl, int held)
     int n_best = 0;
     for (int i = 0; i < s->n_slots && want > 0; i++) {
         slot *c = &s->slots[i];
-        int k = 0;
-        while (k < c->n_hist && k < want && c->hist[k] == g->prompt[k])
-            k++;
+        const int k = lb_tokens_common(c->hist, c->n_hist, g->prompt, want);
         if (k > n_best || (k == n_best && k && c == sl)) {   /* no copy when this slot's own cache does as well */
             best = c;
             n_best = k;
@@ -407,11 +405,7 @@ static void step(lb_srv_sched *s)
 /* Tokens at the start of j's prompt that sl's cache holds (0 without the prompt cache). */
 static int common_prefix(const lb_srv_sched *s, const slot *sl, const lb_srv_job *j)
 {
-    int k = 0;
-    if (s->prompt_cache && j->tokens)
-        while (k < sl->n_hist && k < j->n_tokens_prompt && sl->hist[k] == j->tokens[k])
-            k++;
-    return k;
+    return s->prompt_cache && j->tokens ? lb_tokens_common(sl->hist, sl->n_hist, j->tokens, j->n_tokens_prompt) : 0;
 }
 
 /* A shared prefix worth a slot: half the prompt, or a long one (a system
