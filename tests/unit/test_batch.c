@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "check_model.h"
 #include "generate/gen_step.h"
 #include "generate/session.h"
 #include "base/alloc.h"
@@ -628,14 +629,8 @@ static void test_shared_prefix_bit_exact(void)
 
 int main(void)
 {
-    lb_model_params mp = lb_model_default_params();
-    if (lb_model_load(check_shared("models/techdocs-28M-Q4_K_M.gguf"), &mp, &g_model) != LB_OK) {
-        fprintf(stderr, "cannot load the model: %s\n", lb_last_load_error());
+    if (!(g_model = check_load_model("models/techdocs-28M-Q4_K_M.gguf", &g_vocab)))
         return 1;
-    }
-    lb_model_info info;
-    lb_model_get_info(g_model, &info);
-    g_vocab = info.n_vocab;
     RUN(test_multirow_dots_equal_dot);
     RUN(test_matmul_rows_equal_scalar_dot);
     RUN(test_fused_matmul_equals_separate);

@@ -4,6 +4,7 @@
  * liblowbit, but needs nothing of the server: its one file is compiled in
  * here, so this test also runs under ASan and in the wasm build. */
 #include "check.h"
+#include "check_model.h"
 #include "generate/session.h"
 #include "lowbit.h"
 #include "server/prompt_store.c"
@@ -109,14 +110,8 @@ static void test_keep_drop_evict_load(void)
 
 int main(void)
 {
-    lb_model_params mp = lb_model_default_params();
-    if (lb_model_load(check_shared("models/techdocs-28M-Q4_K_M.gguf"), &mp, &g_model) != LB_OK) {
-        fprintf(stderr, "cannot load the model: %s\n", lb_last_load_error());
+    if (!(g_model = check_load_model("models/techdocs-28M-Q4_K_M.gguf", &g_vocab)))
         return 1;
-    }
-    lb_model_info info;
-    lb_model_get_info(g_model, &info);
-    g_vocab = info.n_vocab;
     RUN(test_keep_drop_evict_load);
     lb_model_free(g_model);
     return check_done();
